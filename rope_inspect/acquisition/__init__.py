@@ -1,0 +1,1 @@
+"""acquisition part of the data flow (see DESIGN.md)."""

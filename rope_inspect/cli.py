@@ -1,0 +1,133 @@
+"""The `rope-inspect` command line: one subcommand per job.
+
+Each subcommand lives in the module of its part (`training.commands`, `service.commands`,
+...) and is imported only when used, so `rope-inspect run` does not import torch.
+A `RopeInspectError` is printed with its hint and exits non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from rope_inspect import __version__
+from rope_inspect.errors import RopeInspectError
+from rope_inspect.log import configure_logging
+
+# subcommand -> "module:function"; each function takes the parsed args, returns an exit code
+COMMANDS: dict[str, str] = {
+    "run": "rope_inspect.service.commands:run_command",
+    "validate-config": "rope_inspect.service.commands:validate_config_command",
+    "train": "rope_inspect.training.commands:train_command",
+    "eval": "rope_inspect.training.commands:eval_command",
+    "export": "rope_inspect.model.commands:export_command",
+    "calibrate": "rope_inspect.engine.calibrate:calibrate_command",
+    "build-engine": "rope_inspect.engine.build:build_engine_command",
+    "review": "rope_inspect.review.commands:review_command",
+}
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run the inspection daemon")
+    p.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--report", type=Path, default=None, help="write the summary JSON here")
+    p.add_argument("--no-status", action="store_true", help="no live status line")
+
+    p = sub.add_parser("validate-config", help="check a daemon config file")
+    p.add_argument("config", type=Path)
+
+
+def _add_model(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train the anomaly model")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<name>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. model.aspp=false")
+
+    p = sub.add_parser("eval", help="evaluate a trained model on a test set")
+    p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
+    p.add_argument("--data", type=Path, default=None, help="dataset root (default: config)")
+    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX with its sidecar")
+    p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
+    p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
+    p.add_argument("--opset", type=int, default=18)
+
+
+def _add_engine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("calibrate", help="set thresholds and scale for a line")
+    p.add_argument("--config", type=Path, required=True)
+    p.add_argument("--good", type=Path, required=True, help="defect-free images of the line")
+    p.add_argument("--defects", type=Path, default=None, help="images with defects")
+    p.add_argument("--false-rejects-per-km", type=float, default=1.0)
+    p.add_argument("--out", type=Path, default=None)
+
+    p = sub.add_parser("build-engine", help="build a TensorRT plan (or optimise for ORT)")
+    p.add_argument("--model", type=Path, required=True)
+    p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
+    p.add_argument("--backend", choices=["tensorrt", "onnxruntime"], default="tensorrt")
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--opt-batch", type=int, default=None)
+    p.add_argument("--workspace", type=int, default=1024, help="MiB")
+    p.add_argument("--out", type=Path, default=Path("engines"))
+    p.add_argument("--tolerance", type=float, default=0.05)
+
+
+def _add_review(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="QA review page over a defect store")
+    p.add_argument("--store", type=Path, default=Path("var/store"))
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--token", default=None, help="access token (or ROPE_INSPECT_TOKEN)")
+    rsub = p.add_subparsers(dest="review_action")
+    e = rsub.add_parser("export", help="write verdicts as an MVTec-layout dataset")
+    e.add_argument("--verdict", choices=["false-alarm", "defect", "all"], default="all")
+    e.add_argument("--out", type=Path, required=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rope-inspect", description="Inspection daemon for fibre-rope production lines."
+    )
+    parser.add_argument("--version", action="version", version=f"rope-inspect {__version__}")
+    parser.add_argument("--log-format", choices=["auto", "console", "json"], default=None)
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                        default=None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run(sub)
+    _add_model(sub)
+    _add_engine(sub)
+    _add_review(sub)
+    return parser
+
+
+def _resolve(command: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = COMMANDS[command].split(":")
+    module = importlib.import_module(module_name)
+    func: Callable[[argparse.Namespace], int] = getattr(module, func_name)
+    return func
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format or "auto", args.log_level or "info")
+    try:
+        return _resolve(args.command)(args)
+    except RopeInspectError as exc:
+        print(f"rope-inspect {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"rope-inspect {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

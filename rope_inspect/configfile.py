@@ -1,0 +1,96 @@
+"""Load YAML config files into strict pydantic models.
+
+Unknown keys are refused. A validation error names the file, the line, the dotted key,
+the value found and what is allowed, so the user can fix the file without reading code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from rope_inspect.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every config section: unknown keys are an error, values are checked."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Line (1-based) of the YAML node at `loc`, or of its nearest existing parent."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = [v for k, v in node.value if getattr(k, "value", None) == part]
+            if not match:
+                key_nodes = [k for k, _ in node.value if getattr(k, "value", None) == part]
+                return key_nodes[0].start_mark.line + 1 if key_nodes else line
+            node = match[0]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+        else:
+            continue
+        line = node.start_mark.line + 1
+    return line
+
+
+def _describe_error(path: Path, root: yaml.Node | None, err: dict[str, Any]) -> str:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc) or "(top level)"
+    line = _node_line(root, loc)
+    where = f"{path}:{line}" if line else str(path)
+    value = err.get("input")
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key '{key}' (value {value!r}); remove it or check spelling"
+    shown = value if not isinstance(value, dict) else "{...}"
+    return f"{where}: key '{key}' = {shown!r}: {err['msg']}"
+
+
+def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
+    """Read a YAML mapping and its node tree (for line numbers)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"config file {path} does not exist", "check the path; examples are in configs/"
+        ) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    try:
+        root = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{path} is not valid YAML: {exc}", "fix the syntax at the line shown"
+        ) from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of keys, not {type(data).__name__}")
+    return data, root
+
+
+def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
+    """Validate the YAML file at `path` against `model`; raise ConfigError with lines."""
+    path = Path(path)
+    data, root = load_yaml(path)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe_error(path, root, e) for e in exc.errors()]
+        raise ConfigError(
+            f"{path} has {len(lines)} error(s):\n  " + "\n  ".join(lines),
+            f"see the field descriptions with `rope-inspect validate-config {path}`"
+            " or the documented examples in configs/",
+        ) from exc

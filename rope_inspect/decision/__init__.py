@@ -1,0 +1,1 @@
+"""decision part of the data flow (see DESIGN.md)."""

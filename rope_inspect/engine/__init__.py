@@ -1,0 +1,1 @@
+"""engine part of the data flow (see DESIGN.md)."""

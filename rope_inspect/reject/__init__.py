@@ -1,0 +1,1 @@
+"""reject part of the data flow (see DESIGN.md)."""

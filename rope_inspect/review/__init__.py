@@ -1,0 +1,1 @@
+"""review part of the data flow (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""service part of the data flow (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""storage part of the data flow (see DESIGN.md)."""

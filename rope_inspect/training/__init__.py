@@ -1,0 +1,1 @@
+"""training part of the data flow (see DESIGN.md)."""

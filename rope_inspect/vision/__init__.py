@@ -1,0 +1,1 @@
+"""vision part of the data flow (see DESIGN.md)."""
