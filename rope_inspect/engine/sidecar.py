@@ -1,0 +1,103 @@
+"""The JSON sidecar written beside every engine file, and the checks made on load.
+
+The runtime refuses an engine whose sidecar does not match the config or this machine,
+and says how to rebuild it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rope_inspect.errors import EngineMismatch
+
+SIDECAR_SUFFIX = ".json"
+
+
+class Sidecar(BaseModel):
+    """What an engine file is, where it came from, and what it expects."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["onnx", "tensorrt"]
+    engine_sha256: str = Field(description="hash of the engine file itself")
+    model_sha256: str = Field(description="hash of the checkpoint weights it came from")
+    architecture: dict[str, Any] = Field(description="model switches, width, depth")
+    tile: int = Field(gt=0)
+    channel_order: Literal["RGB", "BGR"] = "RGB"
+    input_layout: Literal["NHWC"] = "NHWC"
+    input_dtype: Literal["uint8"] = "uint8"
+    precision: Literal["fp32", "fp16"] = "fp32"
+    opset: int | None = None
+    versions: dict[str, str] = Field(default_factory=dict, description="exporter, runtime")
+    trained_on: str = Field("", description="data the weights were trained on")
+    threshold_source: str = Field("", description="calibration file the thresholds come from")
+    # TensorRT plans only
+    gpu_name: str | None = None
+    compute_capability: str | None = None
+    built_at: str | None = None
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """`engines/x.onnx` -> `engines/x.onnx.json`."""
+    return engine_path.with_name(engine_path.name + SIDECAR_SUFFIX)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_sidecar(engine_path: Path, sidecar: Sidecar) -> Path:
+    path = sidecar_path(engine_path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(sidecar.model_dump(mode="json"), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_sidecar(engine_path: Path) -> Sidecar:
+    """Read the sidecar of `engine_path`; refuse a missing or malformed one."""
+    path = sidecar_path(engine_path)
+    rebuild = f"re-export it: rope-inspect export --run <run folder> --out {engine_path}"
+    if not path.exists():
+        raise EngineMismatch(f"engine {engine_path} has no sidecar {path}", rebuild)
+    try:
+        return Sidecar.model_validate_json(path.read_text())
+    except (ValidationError, ValueError) as exc:
+        raise EngineMismatch(f"sidecar {path} is malformed: {exc}", rebuild) from exc
+
+
+def check_sidecar(
+    engine_path: Path, sidecar: Sidecar, *, tile: int, channel_order: str = "RGB"
+) -> None:
+    """Refuse an engine whose file or sidecar does not match what the config expects."""
+    rebuild = (
+        f"re-export with tile {tile}: rope-inspect export --run <run folder> --out "
+        f"{engine_path}, or set tiling.tile: {sidecar.tile} in the config"
+    )
+    if sidecar.tile != tile:
+        raise EngineMismatch(
+            f"engine {engine_path} was built for {sidecar.tile}px tiles, config asks {tile}px",
+            rebuild,
+        )
+    if sidecar.channel_order != channel_order:
+        raise EngineMismatch(
+            f"engine {engine_path} expects {sidecar.channel_order}, pipeline gives "
+            f"{channel_order}",
+            rebuild,
+        )
+    actual = file_sha256(engine_path)
+    if actual != sidecar.engine_sha256:
+        raise EngineMismatch(
+            f"engine {engine_path} does not match its sidecar (file hash {actual[:12]}, "
+            f"sidecar says {sidecar.engine_sha256[:12]}): the file was replaced or corrupted",
+            "rebuild or re-export the engine so file and sidecar are written together",
+        )
