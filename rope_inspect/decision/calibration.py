@@ -17,13 +17,21 @@ class Calibration(StrictModel):
     """What was measured for one line, from what data, when."""
 
     line: str = Field(description="line id this calibration belongs to")
-    pixel_threshold: float = Field(ge=0, le=1, description="anomaly map value of a defect pixel")
-    image_threshold: float = Field(ge=0, le=1, description="frame score of a defective frame")
+    pixel_threshold: float = Field(
+        ge=0, le=1, description="anomaly map value of a defect pixel"
+    )
+    image_threshold: float = Field(
+        ge=0, le=1, description="frame score of a defective frame"
+    )
     mm_per_px: float = Field(gt=0, description="image scale at the rope")
-    engine_sha256: str = Field("", description="engine the thresholds were measured with")
-    measured_at: str = Field("", description="ISO time of the calibration")
-    source: str = Field("", description="images used, and how the thresholds were chosen")
-    good_images: int = Field(0, ge=0)
+    engine_sha256: str = Field(
+        default="", description="engine the thresholds were measured with"
+    )
+    measured_at: str = Field(default="", description="ISO time of the calibration")
+    source: str = Field(
+        default="", description="images used, and how the thresholds were chosen"
+    )
+    good_images: int = Field(default=0, ge=0)
     target_false_rejects_per_km: float | None = None
     margin_to_nearest_defect: float | None = None
     notes: str = ""

@@ -23,7 +23,7 @@ class Sidecar(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    format: Literal["onnx", "tensorrt"]
+    format: Literal["onnx", "tensorrt", "torch"]
     engine_sha256: str = Field(description="hash of the engine file itself")
     model_sha256: str = Field(description="hash of the checkpoint weights it came from")
     architecture: dict[str, Any] = Field(description="model switches, width, depth")
@@ -33,9 +33,13 @@ class Sidecar(BaseModel):
     input_dtype: Literal["uint8"] = "uint8"
     precision: Literal["fp32", "fp16"] = "fp32"
     opset: int | None = None
-    versions: dict[str, str] = Field(default_factory=dict, description="exporter, runtime")
-    trained_on: str = Field("", description="data the weights were trained on")
-    threshold_source: str = Field("", description="calibration file the thresholds come from")
+    versions: dict[str, str] = Field(
+        default_factory=dict, description="exporter, runtime"
+    )
+    trained_on: str = Field(default="", description="data the weights were trained on")
+    threshold_source: str = Field(
+        default="", description="calibration file the thresholds come from"
+    )
     # TensorRT plans only
     gpu_name: str | None = None
     compute_capability: str | None = None
@@ -66,7 +70,9 @@ def write_sidecar(engine_path: Path, sidecar: Sidecar) -> Path:
 def read_sidecar(engine_path: Path) -> Sidecar:
     """Read the sidecar of `engine_path`; refuse a missing or malformed one."""
     path = sidecar_path(engine_path)
-    rebuild = f"re-export it: rope-inspect export --run <run folder> --out {engine_path}"
+    rebuild = (
+        f"re-export it: rope-inspect export --run <run folder> --out {engine_path}"
+    )
     if not path.exists():
         raise EngineMismatch(f"engine {engine_path} has no sidecar {path}", rebuild)
     try:
@@ -85,7 +91,8 @@ def check_sidecar(
     )
     if sidecar.tile != tile:
         raise EngineMismatch(
-            f"engine {engine_path} was built for {sidecar.tile}px tiles, config asks {tile}px",
+            f"engine {engine_path} was built for {sidecar.tile}px tiles, "
+            f"config asks {tile}px",
             rebuild,
         )
     if sidecar.channel_order != channel_order:
@@ -97,7 +104,8 @@ def check_sidecar(
     actual = file_sha256(engine_path)
     if actual != sidecar.engine_sha256:
         raise EngineMismatch(
-            f"engine {engine_path} does not match its sidecar (file hash {actual[:12]}, "
-            f"sidecar says {sidecar.engine_sha256[:12]}): the file was replaced or corrupted",
+            f"engine {engine_path} does not match its sidecar (file hash "
+            f"{actual[:12]}, sidecar says {sidecar.engine_sha256[:12]}): the file "
+            "was replaced or corrupted",
             "rebuild or re-export the engine so file and sidecar are written together",
         )
