@@ -118,6 +118,9 @@ class EngineConfig(StrictModel):
     model: Path = Field(Path("engines/demo.onnx"), description="ONNX file (or TensorRT plan)")
     threads: int = Field(0, ge=0, le=256, description="intra-op threads; 0 = all cores")
     max_batch: int = Field(32, ge=1, le=1024, description="largest batch of tiles per call")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="onnxruntime: auto uses CUDA when its provider is installed"
+    )
 
 
 class DecisionConfig(StrictModel):
