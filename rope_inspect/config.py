@@ -184,6 +184,14 @@ class StoreConfig(StrictModel):
     crop_margin_px: int = Field(32, ge=0, le=1024)
     save_full_frame: bool = Field(True, description="keep the whole frame for context")
     pending_limit: int = Field(1000, ge=1, description="defects held in memory while disk fails")
+    pending_frame_bytes: int = Field(
+        256 * 2**20, ge=0, description="memory for queued full frames; past it, crops only"
+    )
+    crop_min_px: int = Field(256, ge=16, le=4096, description="crops are at least this square")
+    frame_jpeg_quality: int = Field(90, ge=10, le=100, description="full-frame JPEG quality")
+    retry_backoff_s: tuple[float, float] = Field(
+        (0.2, 10.0), description="first and largest wait between retries of a failed write"
+    )
 
 
 class MetricsConfig(StrictModel):
@@ -200,6 +208,17 @@ class LoggingConfig(StrictModel):
         "auto", description="auto: JSON under systemd or when not a terminal"
     )
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ServiceConfig(StrictModel):
+    """How the daemon stops and reports itself (keep systemd's TimeoutStopSec above)."""
+
+    stop_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="drain the ring and write pending defects within"
+    )
+    status_interval_s: float = Field(
+        30.0, gt=0, le=3600, description="status log and sd_notify STATUS period"
+    )
 
 
 class InspectConfig(StrictModel):
@@ -219,6 +238,7 @@ class InspectConfig(StrictModel):
     store: StoreConfig = Field(default_factory=StoreConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
 def load_inspect_config(path: str | Path) -> InspectConfig:

@@ -6,6 +6,8 @@ the value found and what is allowed, so the user can fix the file without readin
 
 from __future__ import annotations
 
+import types
+import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,34 +26,77 @@ class StrictModel(BaseModel):
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """Line (1-based) of the YAML node at `loc`, or of its nearest existing parent."""
+    """Line (1-based) of the key (or list item) at `loc`, or of its nearest parent."""
     node = root
     line = node.start_mark.line + 1 if node is not None else None
     for part in loc:
         if isinstance(node, yaml.MappingNode):
-            match = [v for k, v in node.value if getattr(k, "value", None) == part]
-            if not match:
-                key_nodes = [k for k, _ in node.value if getattr(k, "value", None) == part]
-                return key_nodes[0].start_mark.line + 1 if key_nodes else line
-            node = match[0]
+            pairs = [(k, v) for k, v in node.value if getattr(k, "value", None) == part]
+            if not pairs:
+                return line
+            key_node, node = pairs[0]
+            line = key_node.start_mark.line + 1
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
                 return line
             node = node.value[part]
-        else:
-            continue
-        line = node.start_mark.line + 1
+            line = node.start_mark.line + 1
     return line
 
 
-def _describe_error(path: Path, root: yaml.Node | None, err: dict[str, Any]) -> str:
+def _step(current: Any, part: Any) -> tuple[Any, bool]:
+    """Follow one error `loc` part from a type: (next type, was it a union tag)."""
+    while typing.get_origin(current) is typing.Annotated:
+        current = typing.get_args(current)[0]
+    origin = typing.get_origin(current)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(current) if m is not type(None)]
+        for member in members:
+            kind = getattr(member, "model_fields", {}).get("kind")
+            if kind is not None and part in typing.get_args(kind.annotation):
+                return member, True
+        if len(members) == 1:
+            return _step(members[0], part)[0], False
+        return None, False
+    if origin in (list, tuple) and isinstance(part, int):
+        return typing.get_args(current)[0], False
+    fields = getattr(current, "model_fields", None)
+    if fields is not None and part in fields:
+        return fields[part].annotation, False
+    return None, False
+
+
+def _walk(model: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str] | None]:
+    """`loc` without union tags, and the keys allowed where its last part sits."""
+    current, kept = model, []
+    for part in loc[:-1]:
+        current, is_tag = _step(current, part)
+        if not is_tag:
+            kept.append(part)
+    if loc:
+        kept.append(loc[-1])
+    allowed = sorted(getattr(current, "model_fields", {})) or None
+    return tuple(kept), allowed
+
+
+def _describe_error(
+    path: Path, root: yaml.Node | None, err: dict[str, Any], model: Any = None
+) -> str:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc, allowed = _walk(model, loc)
+    value = err.get("input")
+    if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        loc += (err["ctx"]["discriminator"].strip("'"),)
+        value = err["ctx"].get("tag")
     key = ".".join(str(p) for p in loc) or "(top level)"
     line = _node_line(root, loc)
     where = f"{path}:{line}" if line else str(path)
-    value = err.get("input")
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key '{key}' (value {value!r}); remove it or check spelling"
+        keys = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
+        return (
+            f"{where}: unknown key '{key}' (value {value!r}); "
+            f"remove it or check spelling{keys}"
+        )
     shown = value if not isinstance(value, dict) else "{...}"
     return f"{where}: key '{key}' = {shown!r}: {err['msg']}"
 
@@ -88,7 +133,7 @@ def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe_error(path, root, e) for e in exc.errors()]
+        lines = [_describe_error(path, root, dict(e), model) for e in exc.errors()]
         raise ConfigError(
             f"{path} has {len(lines)} error(s):\n  " + "\n  ".join(lines),
             f"see the field descriptions with `rope-inspect validate-config {path}`"

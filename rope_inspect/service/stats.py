@@ -1,0 +1,147 @@
+"""What every stage of the daemon did: counters, stage times and frame rate.
+
+The inspection stage counts each frame it takes from the ring into exactly one outcome
+(inspected, uninspected, skipped for image quality), so the summary can check that
+nothing was dropped silently. Stage times are kept as moving averages (for the status
+line) and handed to an optional sink (the Prometheus histograms).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+# The stages of the inspection path, in data-flow order; "total" is one whole frame.
+STAGES = (
+    "quality",
+    "mask",
+    "tiles",
+    "engine",
+    "stitch",
+    "decision",
+    "output",
+    "total",
+)
+
+# Counters kept by the daemon itself (ring, acquirer, scheduler, store keep theirs).
+COUNTERS = (
+    "frames_taken",
+    "frames_inspected",
+    "frames_uninspected",
+    "frames_quality_skipped",
+    "image_quality_alarms",
+    "engine_errors",
+    "engine_nan",
+    "tiles",
+    "engine_calls",
+    "blobs",
+    "defects",
+    "defects_stored",
+    "defects_store_refused",
+    "rejects_scheduled",
+    "faults_raised",
+)
+
+
+class MovingAverage:
+    """Exponential moving average; the first value seeds it."""
+
+    def __init__(self, alpha: float = 0.1) -> None:
+        self.alpha = alpha
+        self.value: float | None = None
+
+    def update(self, sample: float) -> float:
+        if self.value is None:
+            self.value = sample
+        else:
+            self.value += self.alpha * (sample - self.value)
+        return self.value
+
+
+class StageTimes:
+    """Moving average, maximum and count of each stage's duration in seconds."""
+
+    def __init__(
+        self,
+        stages: tuple[str, ...] = STAGES,
+        sink: Callable[[str, float], None] | None = None,
+    ) -> None:
+        self._avg = {stage: MovingAverage() for stage in stages}
+        self._max = dict.fromkeys(stages, 0.0)
+        self._count = dict.fromkeys(stages, 0)
+        self._lock = threading.Lock()
+        self.sink = sink
+
+    def observe(self, stage: str, seconds: float) -> None:
+        with self._lock:
+            self._avg[stage].update(seconds)
+            self._max[stage] = max(self._max[stage], seconds)
+            self._count[stage] += 1
+        if self.sink is not None:
+            self.sink(stage, seconds)
+
+    @contextmanager
+    def time(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.observe(stage, time.perf_counter() - start)
+
+    def average_ms(self) -> dict[str, float]:
+        with self._lock:
+            return {
+                stage: round(avg.value * 1000.0, 3)
+                for stage, avg in self._avg.items()
+                if avg.value is not None
+            }
+
+    def max_ms(self) -> dict[str, float]:
+        with self._lock:
+            return {s: round(v * 1000.0, 3) for s, v in self._max.items() if v > 0}
+
+
+class Counters:
+    """Named integer counters, safe to bump from several threads."""
+
+    def __init__(self, names: tuple[str, ...] = COUNTERS) -> None:
+        self._values = dict.fromkeys(names, 0)
+        self._lock = threading.Lock()
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + amount
+
+    def get(self, name: str) -> int:
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._values)
+
+
+class RateMeter:
+    """Events per second over a sliding window of (time, count) samples."""
+
+    def __init__(
+        self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.window_s = window_s
+        self._clock = clock
+        self._samples: deque[tuple[float, int]] = deque()
+        self._lock = threading.Lock()
+
+    def rate(self, count: int) -> float:
+        """Record the current total `count`; return the rate over the window."""
+        now = self._clock()
+        with self._lock:
+            self._samples.append((now, count))
+            while len(self._samples) > 2 and now - self._samples[0][0] > self.window_s:
+                self._samples.popleft()
+            first_t, first_count = self._samples[0]
+        span = now - first_t
+        return (count - first_count) / span if span > 0 else 0.0
