@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rope_inspect.acquisition.base import TruthDefect
 
 
 @dataclass(slots=True)
@@ -12,7 +16,8 @@ class Frame:
     """One acquired image.
 
     `image` is H x W x 3 uint8 RGB. When the frame comes from the ring it is a view into
-    a ring slot and is valid only until the slot is released.
+    a ring slot and is valid only until the slot is released. `source_name` is the
+    file a replayed frame came from; `truth` holds the synthetic line's ground truth.
     """
 
     index: int
@@ -20,3 +25,6 @@ class Frame:
     camera_frame_id: int
     image: np.ndarray
     position_m: float | None = None
+    encoder_count: int | None = None
+    source_name: str | None = None
+    truth: tuple[TruthDefect, ...] = ()
