@@ -71,6 +71,9 @@ class GenICamSourceConfig(StrictModel):
     reconnect_backoff_s: tuple[float, float] = Field(
         (0.5, 30.0), description="first and largest wait between reconnect attempts"
     )
+    lost_after_timeouts: int = Field(
+        5, ge=1, le=1000, description="fetch timeouts in a row after which to reconnect"
+    )
 
 
 SourceConfig = Annotated[
