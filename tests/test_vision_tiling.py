@@ -1,0 +1,135 @@
+"""Tile grid over a rope envelope, cutting tiles and stitching maps back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rope_inspect.config import TilingConfig
+from rope_inspect.errors import ConfigError, DataError
+from rope_inspect.vision.tiling import RopeTiler, cut_tiles, stitch, tile_grid
+
+H, W, T = 224, 900, 64
+
+
+def _band(top: int, bottom: int, slope: float = 0.0) -> np.ndarray:
+    """A horizontal rope band, optionally tilted (`slope` rows per column)."""
+    rows = np.arange(H)[:, None]
+    shift = (np.arange(W) * slope)[None, :]
+    return (rows >= top + shift) & (rows < bottom + shift)
+
+
+def _covered(grid_windows: tuple, shape: tuple[int, int]) -> np.ndarray:
+    covered = np.zeros(shape, bool)
+    for window in grid_windows:
+        covered[window] = True
+    return covered
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.05, -0.04])
+def test_grid_covers_the_envelope_inside_the_frame(slope: float) -> None:
+    envelope = _band(60, 150, slope) if slope >= 0 else _band(120, 200, slope)
+    grid = tile_grid(envelope, T, 16, 0.0)
+
+    assert grid.count > 0
+    assert not (envelope & ~_covered(grid.windows, envelope.shape)).any()
+    for y, x in grid.origins:
+        assert 0 <= y <= H - T and 0 <= x <= W - T
+        assert envelope[y : y + T, x : x + T].any(), "a tile lies fully off the rope"
+
+
+def test_horizontal_band_gets_a_narrow_band_of_tiles() -> None:
+    grid = tile_grid(_band(80, 140), 128, 16, 0.02)
+    rows = set(grid.origins[:, 0].tolist())
+    assert len(rows) == 1, "a 60 px rope fits one row of 128 px tiles"
+    columns = sorted(grid.origins[:, 1].tolist())
+    assert columns[0] == 0 and columns[-1] == W - 128, "last tile shifted inward"
+    assert grid.count == 8, "900 px need 8 tiles of 128 px at a 112 px step"
+    assert grid.tiles_per_covered() == pytest.approx(8 / (60 * 900 / 128**2))
+
+
+def test_min_fraction_skips_tiles_with_little_rope() -> None:
+    envelope = _band(80, 140)
+    envelope[:, 400:] = False
+    envelope[100:104, 600:610] = True  # a speck far from the rope
+    kept = tile_grid(envelope, T, 16, 0.0)
+    skipped = tile_grid(envelope, T, 16, 0.05)
+    assert skipped.count < kept.count
+    assert all(x < 600 - T for _, x in skipped.origins)
+
+
+def test_empty_envelope_gives_no_tiles() -> None:
+    grid = tile_grid(np.zeros((H, W), bool), T, 16, 0.02)
+    assert grid.count == 0 and grid.origins.shape == (0, 2)
+    out = np.full((H, W), 7.0, np.float32)
+    stitch(np.zeros((0, 1, T, T), np.float32), grid, out)
+    assert not out.any()
+
+
+def test_vertical_rope_gets_a_column_band() -> None:
+    envelope = _band(80, 140).T.copy()
+    grid = tile_grid(envelope, T, 16, 0.0, axis="vertical")
+    assert len(set(grid.origins[:, 1].tolist())) <= 2
+    assert not (envelope & ~_covered(grid.windows, envelope.shape)).any()
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ConfigError, match="overlap"):
+        tile_grid(_band(80, 140), T, T, 0.0)
+    with pytest.raises(DataError, match="smaller than one"):
+        tile_grid(np.ones((32, 900), bool), T, 16, 0.0)
+
+
+def test_cut_tiles_copies_the_windows() -> None:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    grid = tile_grid(_band(60, 150), T, 16, 0.0)
+    buffer = np.zeros((grid.count + 3, T, T, 3), np.uint8)
+    tiles = cut_tiles(image, grid, buffer)
+    assert tiles.shape == (grid.count, T, T, 3) and np.shares_memory(tiles, buffer)
+    for index, (y, x) in enumerate(grid.origins):
+        np.testing.assert_array_equal(tiles[index], image[y : y + T, x : x + T])
+    with pytest.raises(ValueError, match="cannot hold"):
+        cut_tiles(image, grid, buffer[:1])
+
+
+def test_constant_maps_stitch_to_the_constant_on_the_envelope() -> None:
+    envelope = _band(60, 150, 0.03)
+    grid = tile_grid(envelope, T, 24, 0.0)
+    maps = np.full((grid.count, 1, T, T), 0.625, np.float32)
+    out = np.full((H, W), -1.0, np.float32)
+    stitch(maps, grid, out)
+    np.testing.assert_allclose(out[envelope], 0.625, rtol=1e-6)
+    assert not out[~envelope].any(), "off the envelope the map is zero"
+
+
+def test_overlaps_are_averaged() -> None:
+    envelope = np.ones((T, 2 * T - 16), bool)  # exactly two tiles, 16 px overlap
+    grid = tile_grid(envelope, T, 16, 0.0)
+    assert grid.origins.tolist() == [[0, 0], [0, T - 16]]
+    maps = np.stack([np.full((1, T, T), 0.2), np.full((1, T, T), 0.6)]).astype(
+        np.float32
+    )
+    out = np.zeros(envelope.shape, np.float32)
+    stitch(maps, grid, out)
+    np.testing.assert_allclose(out[:, : T - 16], 0.2, rtol=1e-6)
+    np.testing.assert_allclose(out[:, T - 16 : T], 0.4, rtol=1e-6)
+    np.testing.assert_allclose(out[:, T:], 0.6, rtol=1e-6)
+
+
+def test_tiler_recomputes_only_for_a_new_envelope() -> None:
+    tiler = RopeTiler(TilingConfig(tile=T, overlap=16, min_rope_fraction=0.02))
+    envelope = _band(60, 150)
+    image = np.zeros((H, W, 3), np.uint8)
+    grid = tiler.grid_for(envelope)
+    first = tiler.cut(image, grid)
+    for _ in range(3):
+        assert tiler.grid_for(envelope) is grid
+    assert tiler.recomputes == 1
+    assert np.shares_memory(first, tiler.cut(image, grid))
+
+    moved = tiler.grid_for(_band(100, 190))
+    assert moved is not grid and tiler.recomputes == 2
+    maps = np.ones((moved.count, 1, T, T), np.float32)
+    frame_map = tiler.stitch(maps, moved)
+    assert frame_map.shape == (H, W) and frame_map.max() == pytest.approx(1.0)
