@@ -28,6 +28,11 @@ class LineConfig(StrictModel):
         "none", description="where the rope position comes from; 'none' integrates speed"
     )
     encoder_counts_per_m: float = Field(1000.0, gt=0, description="encoder counts per metre")
+    image_travel: Literal["negative", "positive"] = Field(
+        "negative",
+        description="way the rope moves in the image: negative = towards x = 0 (right "
+        "to left; bottom to top for a vertical rope), positive = the other way",
+    )
 
 
 class SyntheticSourceConfig(StrictModel):
