@@ -1,0 +1,203 @@
+"""Scoring a run against ground truth: the synthetic line and the MVTec-layout replay.
+
+The synthetic rope line knows every defect it rendered (type, rope position, extent):
+`SyntheticScorer` counts a defect as found when a stored defect overlaps its extent
+along the rope within a tolerance, and reports recall per defect type and false alarms
+per 100 m of rope inspected. `MaskScorer` matches stored defects of a replayed
+MVTec-layout folder against the ground-truth masks by file path
+(test/<type>/NNN.png -> ground_truth/<type>/NNN_mask.png): defects found and missed,
+and false alarms on good frames. Only frames that were inspected count.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from rope_inspect.frame import Frame
+
+
+@dataclass(frozen=True)
+class FoundDefect:
+    """A defect the daemon stored, as the scorers see it."""
+
+    frame_index: int
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 in frame pixels
+    position_m: float | None
+    length_m: float  # extent along the rope
+
+
+def along_rope_px(bbox: tuple[int, int, int, int], axis: str) -> int:
+    x0, y0, x1, y1 = bbox
+    return (x1 - x0) if axis == "horizontal" else (y1 - y0)
+
+
+@dataclass
+class _Truth:
+    kind: str
+    position_m: float
+    length_m: float
+    inspected: bool = False
+
+
+class SyntheticScorer:
+    """Recall per defect type and false alarms per 100 m on the synthetic line."""
+
+    def __init__(self, mm_per_px: float, axis: str, tolerance_m: float = 0.02) -> None:
+        self.m_per_px = mm_per_px / 1000.0
+        self.axis = axis
+        self.tolerance_m = tolerance_m
+        self.truth: dict[int, _Truth] = {}
+        self.found: list[FoundDefect] = []
+        self.covered_m = 0.0
+        self._covered_end: float | None = None
+
+    def observe(self, frame: Frame, inspected: bool) -> None:
+        """Note the frame's truth defects (and, when inspected, its rope length)."""
+        for t in frame.truth:
+            length = along_rope_px(t.bbox, self.axis) * self.m_per_px
+            known = self.truth.setdefault(
+                t.defect_id, _Truth(t.kind, t.position_m, length)
+            )
+            known.length_m = max(known.length_m, length)
+            known.inspected = known.inspected or inspected
+        if inspected and frame.position_m is not None:
+            self._cover(frame)
+
+    def _cover(self, frame: Frame) -> None:
+        height, width = frame.image.shape[:2]
+        span = (width if self.axis == "horizontal" else height) * self.m_per_px
+        start = float(frame.position_m or 0.0) - span / 2
+        end = start + span
+        if self._covered_end is None or start >= self._covered_end:
+            self.covered_m += span
+        elif end > self._covered_end:
+            self.covered_m += end - self._covered_end
+        self._covered_end = max(end, self._covered_end or end)
+
+    def add(self, found: FoundDefect) -> None:
+        self.found.append(found)
+
+    def _matches(self, found: FoundDefect, truth: _Truth) -> bool:
+        if found.position_m is None:
+            return False
+        gap = abs(found.position_m - truth.position_m)
+        return gap <= (found.length_m + truth.length_m) / 2 + self.tolerance_m
+
+    def report(self) -> dict[str, Any]:
+        matched: set[int] = set()
+        false_alarms = 0
+        for found in self.found:
+            hits = [i for i, t in self.truth.items() if self._matches(found, t)]
+            matched.update(hits)
+            false_alarms += not hits
+        per_type: dict[str, dict[str, Any]] = defaultdict(
+            lambda: {"seen": 0, "found": 0, "missed": 0}
+        )
+        for defect_id, truth in self.truth.items():
+            if not truth.inspected:
+                continue
+            row = per_type[truth.kind]
+            row["seen"] += 1
+            row["found" if defect_id in matched else "missed"] += 1
+        for row in per_type.values():
+            row["recall"] = (
+                round(row["found"] / row["seen"], 4) if row["seen"] else None
+            )
+        seen = sum(r["seen"] for r in per_type.values())
+        found = sum(r["found"] for r in per_type.values())
+        per_100m = 100.0 * false_alarms / self.covered_m if self.covered_m else None
+        return {
+            "kind": "synthetic",
+            "rope_inspected_m": round(self.covered_m, 3),
+            "defects_in_inspected_frames": seen,
+            "defects_rendered_seen": len(self.truth),
+            "found": found,
+            "recall": round(found / seen, 4) if seen else None,
+            "per_type": dict(sorted(per_type.items())),
+            "stored_defects": len(self.found),
+            "false_alarms": false_alarms,
+            "false_alarms_per_100m": None if per_100m is None else round(per_100m, 3),
+            "tolerance_m": self.tolerance_m,
+        }
+
+
+def mask_path_for(image: Path) -> Path | None:
+    """test/<type>/NNN.png -> ground_truth/<type>/NNN_mask.png; None for good images."""
+    kind = image.parent.name
+    if kind == "good":
+        return None
+    return image.parent.parent.parent / "ground_truth" / kind / f"{image.stem}_mask.png"
+
+
+class MaskScorer:
+    """Found / missed defects and false alarms of a replayed MVTec-layout folder."""
+
+    def __init__(self, replay_root: Path) -> None:
+        self.replay_root = replay_root
+        self.frames: dict[int, Path] = {}
+        self.uninspected: list[str] = []
+        self.by_frame: dict[int, list[FoundDefect]] = defaultdict(list)
+
+    def observe(self, frame: Frame, inspected: bool) -> None:
+        if frame.source_name is None:
+            return
+        path = Path(frame.source_name)
+        if not path.is_absolute() and not path.exists():
+            path = self.replay_root / path
+        if inspected:
+            self.frames[frame.index] = path
+        else:
+            self.uninspected.append(str(path))
+
+    def add(self, found: FoundDefect) -> None:
+        self.by_frame[found.frame_index].append(found)
+
+    def _overlaps(self, mask_file: Path, defects: list[FoundDefect]) -> list[bool]:
+        mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise FileNotFoundError(f"ground-truth mask {mask_file} is missing")
+        hits = []
+        for d in defects:
+            x0, y0, x1, y1 = d.bbox
+            hits.append(bool(np.any(mask[y0:y1, x0:x1] > 0)))
+        return hits
+
+    def report(self) -> dict[str, Any]:
+        per_type: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"images": 0, "found": 0, "missed": 0}
+        )
+        good = {"images": 0, "with_false_alarm": 0, "false_alarms": 0}
+        off_mask = 0
+        for index, image in sorted(self.frames.items()):
+            defects = self.by_frame.get(index, [])
+            mask_file = mask_path_for(image)
+            if mask_file is None:
+                good["images"] += 1
+                good["false_alarms"] += len(defects)
+                good["with_false_alarm"] += bool(defects)
+                continue
+            hits = self._overlaps(mask_file, defects)
+            row = per_type[image.parent.name]
+            row["images"] += 1
+            row["found" if any(hits) else "missed"] += 1
+            off_mask += hits.count(False)
+        found = sum(r["found"] for r in per_type.values())
+        missed = sum(r["missed"] for r in per_type.values())
+        return {
+            "kind": "masks",
+            "images_inspected": len(self.frames),
+            "images_not_inspected": self.uninspected,
+            "defects_found": found,
+            "defects_missed": missed,
+            "per_type": dict(sorted(per_type.items())),
+            "good_images": good["images"],
+            "good_images_with_false_alarm": good["with_false_alarm"],
+            "false_alarms_on_good": good["false_alarms"],
+            "false_alarms_off_mask_on_defective": off_mask,
+        }
