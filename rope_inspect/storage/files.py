@@ -20,15 +20,20 @@ TEMP_PREFIX = ".tmp-"
 MAP_SCALE = 65535.0
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via temp file + fsync + rename (the folder is created)."""
+def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
+    """Write `data` to `path` via temp file + fsync + rename (the folder is created).
+
+    `sync=False` skips the fsync: the rename still survives a killed process (the page
+    cache outlives it), only a power loss may take it back.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{secrets.token_hex(4)}")
     try:
         with open(temp, "xb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -112,7 +112,7 @@ def _check_rows(
             indexed.add(record.id)
             continue
         index.delete(record.id)
-        _remove(on_disk.get(record.id, []), report)
+        _remove(on_disk.pop(record.id, []), report)
         report.lost.append(LostDefect.of(record, "damaged"))
         log.warning("store_row_without_files", id=record.id, missing=missing)
     return indexed

@@ -234,7 +234,7 @@ class DefectStore(StoreView):
 
     def write_manifest(self, records: list[DefectRecord]) -> None:
         text = json.dumps({"pending": [r.to_dict() for r in records]})
-        files.write_atomic(self.root / MANIFEST, text.encode())
+        files.write_atomic(self.root / MANIFEST, text.encode(), sync=False)
 
     # --- retention ---
 

@@ -7,6 +7,10 @@ Full frames are context, not evidence: past a byte budget new defects are queued
 without their frame. The `StoreWriter` thread writes one defect at a time; an OSError
 (disk full, read-only, permission) or a SQLite operational error keeps the defect and
 retries with backoff while the alarm is up, so writing resumes when space returns.
+While the queue changes, the writer rewrites the pending manifest (what is in flight
+and waiting) at most every `manifest_interval_s`; after a kill -9, recovery reports
+those defects as the lost tail. Defects added within that last interval may be
+missing from the report.
 """
 
 from __future__ import annotations
@@ -156,7 +160,7 @@ class StoreWriter:
         queue: PendingQueue,
         sink: WriteSink,
         backoff_s: tuple[float, float],
-        manifest_interval_s: float = 0.2,
+        manifest_interval_s: float = 0.05,
     ) -> None:
         self.queue = queue
         self.sink = sink
