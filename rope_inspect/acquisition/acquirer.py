@@ -1,4 +1,4 @@
-"""The acquisition thread: source -> one copy into a ring slot, and camera-loss recovery.
+"""The acquisition thread: one copy per frame into a ring slot; camera-loss recovery.
 
 `Acquirer` runs a source in its own thread. Each step reserves a ring slot, lets the
 source copy one image into it, and publishes it; the ring never blocks this thread.
@@ -78,7 +78,8 @@ class Acquirer:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._counts = dict.fromkeys(
-            ("frames", "timeouts", "skipped", "frame_id_gaps", "gap_events", "errors"), 0
+            ("frames", "timeouts", "skipped", "frame_id_gaps", "gap_events", "errors"),
+            0,
         )
         self._losses = 0
         self._reconnects = 0
@@ -107,7 +108,9 @@ class Acquirer:
             return True
         thread.join(timeout_s)
         if thread.is_alive():
-            log.error("acquirer_stop_timeout", source=self.source.name, waited_s=timeout_s)
+            log.error(
+                "acquirer_stop_timeout", source=self.source.name, waited_s=timeout_s
+            )
             return False
         return True
 
@@ -206,7 +209,9 @@ class Acquirer:
     def _error(self, exc: Exception) -> None:
         self._count("errors")
         self._in_row["errors"] += 1
-        log.error("source_read_error", source=self.source.name, error=str(exc), exc_info=exc)
+        log.error(
+            "source_read_error", source=self.source.name, error=str(exc), exc_info=exc
+        )
         limit = self.lost_after_errors
         if limit and self._in_row["errors"] >= limit:
             self._lose(f"{limit} read errors in a row, last: {exc}")

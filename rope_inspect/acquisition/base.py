@@ -76,7 +76,7 @@ class FrameInfo:
 
 @runtime_checkable
 class FrameSource(Protocol):
-    """One camera or camera stand-in. Not thread-safe: one acquisition thread uses it."""
+    """One camera or stand-in. Not thread-safe: one acquisition thread uses it."""
 
     name: str
 
@@ -172,7 +172,9 @@ class Counters:
             return dict(self._counts)
 
 
-def open_source(source_cfg: SourceConfig, line: LineConfig | None = None) -> FrameSource:
+def open_source(
+    source_cfg: SourceConfig, line: LineConfig | None = None
+) -> FrameSource:
     """Build the frame source a config section describes (not yet opened).
 
     `line` gives the synthetic rope line its speed; it defaults to `LineConfig()`.

@@ -55,9 +55,8 @@ def unsupported_format_error(name: str, offered: tuple[str, ...] = ()) -> Source
     if usable:
         hint = f"set source.pixel_format to one the camera offers: {', '.join(usable)}"
     else:
-        hint = (
-            f"set the camera to one of {', '.join(PIXEL_FORMATS)}"
-            + (f" (it offers {', '.join(offered)})" if offered else "")
+        hint = f"set the camera to one of {', '.join(PIXEL_FORMATS)}" + (
+            f" (it offers {', '.join(offered)})" if offered else ""
         )
     return SourceError(f"pixel format {name!r} is not supported", hint)
 

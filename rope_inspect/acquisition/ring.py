@@ -105,10 +105,12 @@ class FrameRing:
     # -- reader side -------------------------------------------------------------
 
     def get(self, timeout_s: float | None = None) -> Frame | None:
-        """The oldest unread frame, waiting up to timeout_s; None on timeout or close."""
+        """The oldest unread frame, waiting up to timeout_s; None on timeout/close."""
         with self._cond:
             if not self._ready and not self._closed:
-                self._cond.wait_for(lambda: bool(self._ready) or self._closed, timeout_s)
+                self._cond.wait_for(
+                    lambda: bool(self._ready) or self._closed, timeout_s
+                )
             if not self._ready:
                 return None
             slot = self._ready.popleft()
@@ -130,7 +132,7 @@ class FrameRing:
         )
 
     def release(self, frame: Frame) -> None:
-        """Give a frame's slot back to the writer; the frame's image is invalid after."""
+        """Give a frame's slot back to the writer; its image is invalid after."""
         with self._cond:
             slot = self._slot_of(frame)
             self._held[slot] = False

@@ -1,0 +1,190 @@
+"""Replay of recorded frames as a frame source: a folder of images or a video file.
+
+Images are taken in sorted path order, recursively (png, jpg, bmp, tif); a single
+image file is a one-frame folder. Frames are paced at the configured rate (or flat
+out), once or looping. The ring has a fixed frame shape, taken from the first readable
+image: a later image of another size is skipped and counted as "wrong_size", a file
+OpenCV cannot read as "unreadable"; both are logged with the file name. Each frame
+carries its file path (`FrameInfo.source_name`) so ground truth can be matched to it.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import cv2
+import numpy as np
+
+from rope_inspect.acquisition.base import (
+    Counters,
+    FrameInfo,
+    FramePacer,
+    FrameSkipped,
+    SourceFinished,
+)
+from rope_inspect.errors import SourceError
+from rope_inspect.log import get_logger
+
+if TYPE_CHECKING:
+    from rope_inspect.config import ReplaySourceConfig
+
+log = get_logger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+def list_images(path: Path) -> list[Path]:
+    """Image files under a folder, recursively, in sorted path order."""
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+class ReplaySource:
+    """Replays a folder of images or a video file; see the module docstring."""
+
+    name = "replay"
+
+    def __init__(self, cfg: ReplaySourceConfig) -> None:
+        self.cfg = cfg
+        self.path = Path(cfg.path)
+        self._pacer = FramePacer(cfg.fps, cfg.realtime)
+        self._counters = Counters()
+        self._files: list[Path] = []
+        self._video: Any = None
+        self._bgr: np.ndarray | None = None
+        self._shape: tuple[int, int, int] | None = None
+        self._next = 0
+        self._delivered = 0
+
+    @property
+    def is_video(self) -> bool:
+        return self.path.is_file() and self.path.suffix.lower() not in IMAGE_SUFFIXES
+
+    # -- open / close ------------------------------------------------------------
+
+    def open(self) -> None:
+        if not self.path.exists():
+            raise SourceError(
+                f"replay path {self.path} does not exist",
+                "set source.path to a folder of images or a video file",
+            )
+        if self.is_video:
+            self._open_video()
+        else:
+            self._open_images()
+        self._next = 0
+        self._pacer.restart()
+        log.info(
+            "replay_opened", path=str(self.path), shape=self._shape, video=self.is_video
+        )
+
+    def _open_images(self) -> None:
+        self._files = list_images(self.path)
+        if not self._files:
+            raise SourceError(
+                f"no images (png, jpg, bmp, tif) under {self.path}",
+                "point source.path at a folder that holds the frames to replay",
+            )
+        for file in self._files:
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is not None:
+                self._shape = (image.shape[0], image.shape[1], 3)
+                return
+        raise SourceError(
+            f"none of the {len(self._files)} images under {self.path} can be read",
+            "check the files: OpenCV could not decode any of them",
+        )
+
+    def _open_video(self) -> None:
+        video = cv2.VideoCapture(str(self.path))
+        ok, first = video.read() if video.isOpened() else (False, None)
+        if not ok or first is None:
+            video.release()
+            raise SourceError(
+                f"cannot read video {self.path}",
+                "give a video OpenCV can decode (mp4, avi) or a folder of images",
+            )
+        self._shape = (first.shape[0], first.shape[1], 3)
+        self._bgr = np.empty_like(first)
+        video.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        self._video = video
+
+    def close(self) -> None:
+        if self._video is not None:
+            self._video.release()
+            self._video = None
+
+    # -- properties --------------------------------------------------------------
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        if self._shape is None:
+            raise SourceError("replay not open", "call open() first")
+        return self._shape
+
+    @property
+    def node_map(self) -> None:
+        return None
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self._counters.snapshot()
+
+    # -- frames ------------------------------------------------------------------
+
+    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
+        if not self._pacer.wait(timeout_s):
+            return None
+        if self._video is not None:
+            name = self._read_video(slot)
+        else:
+            name = self._read_image(slot)
+        info = FrameInfo(
+            timestamp_ns=time.monotonic_ns(),
+            camera_frame_id=self._delivered,
+            source_name=name,
+        )
+        self._delivered += 1
+        return info
+
+    def _end_of_pass(self) -> None:
+        if not self.cfg.loop:
+            raise SourceFinished(str(self.path))
+        log.info("replay_loop", path=str(self.path), frames=self._delivered)
+        self._next = 0
+
+    def _read_image(self, slot: np.ndarray) -> str:
+        if self._next >= len(self._files):
+            self._end_of_pass()
+        file = self._files[self._next]
+        self._next += 1
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            self._skip("unreadable", file)
+        elif image.shape != slot.shape:
+            self._skip(
+                "wrong_size", file, size=image.shape[:2], expected=slot.shape[:2]
+            )
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=slot)
+        return str(file)
+
+    def _skip(self, reason: str, file: Path, **details: Any) -> NoReturn:
+        self._counters.add(reason)
+        log.warning("replay_frame_skipped", reason=reason, file=str(file), **details)
+        raise FrameSkipped(reason)
+
+    def _read_video(self, slot: np.ndarray) -> str:
+        ok, image = self._video.read(self._bgr)
+        if not ok:
+            self._end_of_pass()
+            self._video.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, image = self._video.read(self._bgr)
+            if not ok:
+                raise SourceFinished(str(self.path))
+        number = self._next
+        self._next += 1
+        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=slot)
+        return f"{self.path}#{number}"
