@@ -78,7 +78,7 @@ class ModelConfig(StrictModel):
         description="hidden size of the block MLP / channels",
     )
     attention_reduction: int = Field(
-        default=8,
+        default=4,
         ge=1,
         le=64,
         description="channel reduction of the dual-attention MLP",

@@ -1,0 +1,90 @@
+"""Where an exported detection model comes from: a checkpoint or an in-memory model.
+
+Loads a run folder (`best.pt`, else `last.pt`) or a checkpoint file written by
+`rope-inspect train`, and gathers what the engine sidecar records about it: the weights
+hash, the training tile, the step, and the data it was trained on with that data's
+licence (weights trained on non-commercial data are marked as such).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from rope_inspect.engine.sidecar import file_sha256
+from rope_inspect.errors import DataError
+from rope_inspect.model.config import ModelConfig
+from rope_inspect.model.draem import DraemModel
+
+
+def state_dict_sha256(model: nn.Module) -> str:
+    """Hash of the weights: names, dtypes, shapes and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().cpu().contiguous().numpy()
+        digest.update(f"{name}:{array.dtype}:{array.shape};".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """A model to export and what the sidecar says about where it came from."""
+
+    model: DraemModel
+    model_sha256: str
+    trained_on: str = ""
+    tile: int | None = None
+    step: int | None = None
+    origin: str = "in-memory model"
+
+
+def _licence_note(root: Path) -> str:
+    licence = root / "LICENSE.txt"
+    if not licence.is_file():
+        return ""
+    lines = [ln.strip() for ln in licence.read_text(errors="replace").splitlines()]
+    return "; ".join([ln for ln in lines if ln and not ln.startswith("=")][:2])
+
+
+def _trained_on(train_config: dict[str, Any], step: int | None) -> str:
+    root = (train_config.get("data") or {}).get("root")
+    if not root:
+        return ""
+    parts = [str(root)]
+    note = _licence_note(Path(root))
+    if note:
+        parts.append(f"licence: {note}")
+    parts.append(f"recipe {train_config.get('name', '?')}, step {step}")
+    return ", ".join(parts)
+
+
+def load_export_source(run: Path) -> ExportSource:
+    """The model in a run folder (`best.pt`, else `last.pt`) or a checkpoint file."""
+    from rope_inspect.training.checkpoint import read_checkpoint, resolve_checkpoint
+
+    path = resolve_checkpoint(Path(run), "best")
+    payload = read_checkpoint(path)
+    model = DraemModel(ModelConfig.model_validate(payload["model_config"]))
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise DataError(
+            f"checkpoint {path} does not fit its own model_config: {exc}",
+            "the file was edited or damaged; export another checkpoint or retrain",
+        ) from exc
+    train_config = dict(payload.get("train_config") or {})
+    step = int(payload["step"])
+    tile = (train_config.get("data") or {}).get("tile")
+    return ExportSource(
+        model=model,
+        model_sha256=file_sha256(path),
+        trained_on=_trained_on(train_config, step),
+        tile=int(tile) if tile else None,
+        step=step,
+        origin=str(path),
+    )
