@@ -226,7 +226,9 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
-        return float(loss.detach())
+        value = float(loss.detach())
+        self.history.append(round(value, 5))
+        return value
 
     def run(self, progress: bool = True) -> dict[str, Any]:
         """Train to `optim.steps`; return (and write) the run metrics."""
@@ -249,7 +251,6 @@ class Trainer:
         with bar:
             while self.step < cfg.optim.steps:
                 loss = self.train_step()
-                self.history.append(round(loss, 5))
                 bar.update(1)
                 bar.set_postfix(
                     loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.1e}"
