@@ -69,7 +69,7 @@ def test_test_image_without_mask_is_named(tmp_path: Path) -> None:
 def test_unreadable_image_is_named(tmp_path: Path) -> None:
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png at all")
-    with pytest.raises(DataError, match="cannot read image .*broken.png"):
+    with pytest.raises(DataError, match=r"cannot read image .*broken\.png"):
         read_image(broken)
 
 
