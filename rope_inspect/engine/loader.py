@@ -2,8 +2,9 @@
 
 Backends are plugins: each is a module with `open_engine(engine_cfg, sidecar) -> Engine`
 and, when its sidecar is not simply the one beside `engine_cfg.model`, a
-`read_engine_sidecar(engine_cfg) -> (checked_file, Sidecar)`. A module is imported only
-when its backend is asked for, so `onnxruntime` users never import torch or TensorRT.
+`read_engine_sidecar(engine_cfg, tile) -> (checked_file, Sidecar)`. A module is imported
+only when its backend is asked for, so `onnxruntime` users never import torch or
+TensorRT; a backend whose package is missing says which extra to install.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ BACKENDS: dict[str, str] = {
     # Written by the TensorRT part (build-engine); needs the [tensorrt] extra.
     "tensorrt": "rope_inspect.engine.tensorrt_backend",
 }
+# backend -> the pip extra that brings its packages
+EXTRAS: dict[str, str] = {"torch": "train", "tensorrt": "tensorrt"}
 
 
 def _backend_module(backend: str) -> ModuleType:
@@ -41,14 +44,14 @@ def _backend_module(backend: str) -> ModuleType:
                 f"engine backend '{backend}' is not part of this installation",
                 "use engine.backend: onnxruntime, or update rope-inspect",
             ) from exc
-        if backend == "tensorrt":
+        if backend in EXTRAS:
             raise MissingExtra(
-                str(exc.name), "tensorrt", "the TensorRT backend"
+                str(exc.name), EXTRAS[backend], f"the {backend} engine backend"
             ) from exc
         raise
 
 
-def _default_sidecar(engine_cfg: EngineConfig) -> tuple[Path, Sidecar]:
+def _default_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Sidecar]:
     path = Path(engine_cfg.model)
     if not path.is_file():
         raise EngineError(
@@ -71,7 +74,7 @@ def load_engine(
     """
     module = _backend_module(engine_cfg.backend)
     reader = getattr(module, "read_engine_sidecar", _default_sidecar)
-    path, sidecar = reader(engine_cfg)
+    path, sidecar = reader(engine_cfg, tile)
     check_sidecar(path, sidecar, tile=tile, channel_order=channel_order)
     engine: Engine = module.open_engine(engine_cfg, sidecar)
     return engine
