@@ -7,7 +7,7 @@ import pytest
 from rope_inspect.config import DecisionConfig, LineConfig
 from rope_inspect.decision.defects import Blob
 from rope_inspect.decision.position import RopeGeometry, RopePosition
-from rope_inspect.decision.tracker import DefectTracker, TrackUpdate
+from rope_inspect.decision.tracker import Defect, DefectTracker, TrackUpdate
 
 W, H = 900, 224
 MM_PER_PX = 0.1  # the frame shows 90 mm of rope
@@ -40,9 +40,10 @@ def _run(
     geometry: RopeGeometry,
     defects: dict[float, list[float]],
     frames: int,
-) -> tuple[list[TrackUpdate], list]:
+) -> tuple[list[TrackUpdate], list[Defect]]:
     """Frames every 10 mm; `defects` maps a rope coordinate to scores per sighting."""
-    updates, emitted = [], []
+    updates: list[TrackUpdate] = []
+    emitted: list[Defect] = []
     for index in range(frames):
         frame_m = index * SPEED / FPS
         blobs = []

@@ -47,8 +47,12 @@ class CountingSegmenter:
 
 
 def _tracker(segment: CountingSegmenter, **cfg: object) -> RopeMaskTracker:
-    values = {"refresh_every": 1000, "edge_shift_px": 6, "envelope_margin_px": 10}
-    values.update(cfg)
+    values: dict[str, object] = {
+        "refresh_every": 1000,
+        "edge_shift_px": 6,
+        "envelope_margin_px": 10,
+        **cfg,
+    }
     return RopeMaskTracker(MaskConfig.model_validate(values), segment=segment)
 
 
@@ -180,7 +184,9 @@ def test_edge_probe_reads_a_vertical_rope() -> None:
 
 
 def test_default_segmenter_is_grabcut() -> None:
-    tracker = RopeMaskTracker(MaskConfig(envelope_margin_px=8, refresh_every=3))
+    tracker = RopeMaskTracker(
+        MaskConfig.model_validate({"envelope_margin_px": 8, "refresh_every": 3})
+    )
     try:
         envelope = _feed(tracker, _frame(60, 100))
         assert envelope[80].all() and not envelope[:40].any()
@@ -196,8 +202,8 @@ def test_real_rope_edge_check() -> None:
     files = sorted((DATA / "train" / "good").glob("*.png"))[:1]
     if not files:
         pytest.skip(f"real rope photographs not found under {DATA}")
-    image = cv2.cvtColor(cv2.imread(str(files[0])), cv2.COLOR_BGR2RGB)
-    tracker = RopeMaskTracker(MaskConfig())
+    image = np.asarray(cv2.imread(str(files[0])))[:, :, ::-1].copy()
+    tracker = RopeMaskTracker(MaskConfig.model_validate({}))
     try:
         _feed(tracker, image)
         _feed(tracker, image)

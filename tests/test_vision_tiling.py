@@ -128,8 +128,16 @@ def test_tiler_recomputes_only_for_a_new_envelope() -> None:
     assert tiler.recomputes == 1
     assert np.shares_memory(first, tiler.cut(image, grid))
 
-    moved = tiler.grid_for(_band(100, 190))
+    hot = tiler.stitch(np.ones((grid.count, 1, T, T), np.float32), grid)
+    assert hot.max() == pytest.approx(1.0)
+    cold = tiler.stitch(np.zeros((grid.count, 1, T, T), np.float32), grid)
+    assert cold is hot and not cold.any(), "the previous frame's map is gone"
+
+    tiler.stitch(np.ones((grid.count, 1, T, T), np.float32), grid)
+    moved_envelope = _band(100, 190)
+    moved = tiler.grid_for(moved_envelope)
     assert moved is not grid and tiler.recomputes == 2
-    maps = np.ones((moved.count, 1, T, T), np.float32)
-    frame_map = tiler.stitch(maps, moved)
-    assert frame_map.shape == (H, W) and frame_map.max() == pytest.approx(1.0)
+    frame_map = tiler.stitch(np.full((moved.count, 1, T, T), 0.5, np.float32), moved)
+    assert frame_map.shape == (H, W)
+    np.testing.assert_allclose(frame_map[moved_envelope], 0.5)
+    assert not frame_map[~moved_envelope].any(), "nothing left of the old band"

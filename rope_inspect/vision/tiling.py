@@ -158,6 +158,11 @@ def stitch(maps: np.ndarray, grid: TileGrid, out: np.ndarray) -> np.ndarray:
     """Average the N x 1 x T x T tile maps into the float32 H x W `out`, masked to
     the envelope (0 off the rope and where no tile lies); return `out`."""
     out.fill(0.0)
+    return _stitch_band(maps, grid, out)
+
+
+def _stitch_band(maps: np.ndarray, grid: TileGrid, out: np.ndarray) -> np.ndarray:
+    """`stitch` into an `out` that is 0 everywhere the grid's tiles do not reach."""
     for index, window in enumerate(grid.windows):
         out[window] += maps[index, 0]
     band = grid.band
@@ -194,6 +199,7 @@ class RopeTiler:
             self._tiles = np.empty((grid.count, cfg.tile, cfg.tile, 3), np.uint8)
         if self._map.shape != grid.shape:
             self._map = np.zeros(grid.shape, np.float32)
+        self._map.fill(0.0)  # outside the new band it stays 0 from now on
         self.grid, self._envelope = grid, envelope
         self.recomputes += 1
         log.info(
@@ -209,5 +215,9 @@ class RopeTiler:
         return cut_tiles(image, grid, self._tiles)
 
     def stitch(self, maps: np.ndarray, grid: TileGrid) -> np.ndarray:
-        """The frame anomaly map (valid until the next `stitch`)."""
-        return stitch(maps, grid, self._map)
+        """The frame anomaly map: valid until the next `stitch`, not to be modified
+        (only the grid's band is rewritten per frame)."""
+        if grid is not self.grid:
+            return stitch(maps, grid, self._map)
+        self._map[grid.band] = 0.0
+        return _stitch_band(maps, grid, self._map)
