@@ -34,6 +34,12 @@ class DataSection(StrictModel):
     mask_cache: Path | None = Field(
         None, description="folder of cached rope masks (default: <runs>/mask-cache)"
     )
+    description: str = Field(
+        "",
+        max_length=300,
+        description="what the data is and its licence, recorded in engine sidecars "
+        "(e.g. 'MVTec 3D-AD rope (CC BY-NC-SA 4.0, non-commercial)')",
+    )
     flips: bool = Field(True, description="random horizontal and vertical tile flips")
     max_images: int | None = Field(
         None, ge=1, description="use only the first N training images (quick tests)"
