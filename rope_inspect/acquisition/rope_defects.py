@@ -252,7 +252,7 @@ def _paint_contamination(
     texture = rng.uniform(0.75, 1.15, window.shape[:2]).astype(np.float32)[..., None]
     colour = _STAINS[int(rng.integers(0, len(_STAINS)))] * texture
     _blend(window, alpha * 0.92, colour)
-    return alpha > 0.5
+    return alpha > 0.12
 
 
 def _paint_open_strand(
