@@ -34,7 +34,7 @@ class FaultState:
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[bool, dict[str, str]], Any] | None = None,
     ) -> None:
-        self.outputs = list(outputs)
+        self.outputs: Sequence[SwitchedOutput] = list(outputs)
         self._clock = clock
         self._on_change = on_change
         self._active: dict[str, str] = {}

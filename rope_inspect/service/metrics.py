@@ -87,7 +87,7 @@ class Metrics:
     def __init__(
         self, snapshot: Callable[[], Mapping[str, Any]], health: HealthMonitor
     ) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry(auto_describe=False)
         self.health = health
         self.stage_seconds = Histogram(
             f"{PREFIX}_stage_seconds",

@@ -1,0 +1,204 @@
+"""The inspection daemon: every part of the data flow wired together, in threads.
+
+Threads (frigate manner: a stop event, bounded waits, monotonic clocks):
+
+    acquisition (Acquirer) -> FrameRing -> inspection (Inspector) -> decision, in it:
+        DefectTracker -> RejectScheduler (its own timer) + DefectStore (its writer)
+    watchdog (sd_notify WATCHDOG=1 while no stage is stuck), metrics HTTP server
+
+`start()` opens the store, the outputs, the engine and the camera, then says READY.
+`run()` waits for a stop (signal, `--max-frames`, `--duration`, end of a replay) and
+reports status. `shutdown()` stops acquisition, drains the ring, flushes the tracker,
+shuts the reject scheduler (pending rejects logged as not fired) and closes the store
+(every pending defect written), all within `service.stop_timeout_s`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rope_inspect.config import InspectConfig
+from rope_inspect.engine.base import Engine
+from rope_inspect.log import get_logger
+from rope_inspect.service.capture import MonitoredSource
+from rope_inspect.service.faults import FaultState
+from rope_inspect.service.metrics import Metrics
+from rope_inspect.service.notify import HealthMonitor, SystemdNotifier, Watchdog
+from rope_inspect.service.parts import Parts, open_parts
+from rope_inspect.service.report import TerminalStatus, status_text
+from rope_inspect.service.stats import Counters, RateMeter, StageTimes
+from rope_inspect.service.summary import build_snapshot, build_summary
+
+log = get_logger(__name__)
+
+POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """When a bounded run stops on its own."""
+
+    max_frames: int | None = None
+    duration_s: float | None = None
+
+
+class Daemon:
+    """One inspection daemon; see the module docstring. Not reusable after shutdown."""
+
+    def __init__(
+        self,
+        cfg: InspectConfig,
+        *,
+        config_path: Path | None = None,
+        source: Any | None = None,
+        engine: Engine | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.config_path = config_path
+        self.stop_event = threading.Event()
+        self.health = HealthMonitor(cfg.metrics.stuck_after_s)
+        self.counters = Counters()
+        self.rate = RateMeter()
+        self.metrics = Metrics(self.snapshot, self.health)
+        self.times = StageTimes(sink=self.metrics.observe_stage)
+        self.notifier = notifier or SystemdNotifier()
+        self.watchdog = Watchdog(self.notifier, self.health)
+        self.faults = FaultState(on_change=self._fault_changed)
+        self.parts: Parts | None = None
+        self.stopped_by: str | None = None
+        self.started_s: float | None = None
+        self.ended_s: float | None = None
+        self._max_frames: int | None = None
+        self._injected_source = source
+        self._injected_engine = engine
+        self._shutdown_report: dict[str, Any] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open every part; READY=1 once the camera is open and the engine loaded."""
+        self.notifier.status("starting: opening store, outputs, engine and camera")
+        self.parts = open_parts(
+            self.cfg,
+            self,
+            source=self._injected_source,
+            engine=self._injected_engine,
+        )
+        self.parts.acquirer.start()
+        self.parts.inspector.start()
+        if self.cfg.metrics.enabled:
+            self.metrics.serve(self.cfg.metrics.host, self.cfg.metrics.port)
+        self.started_s = time.monotonic()
+        self.watchdog.start()
+        self.notifier.ready(f"inspecting: {self.parts.source.name}")
+        log.info(
+            "daemon_ready",
+            source=self.parts.source.name,
+            engine=self.parts.engine.name,
+            frame_shape=list(self.parts.source.frame_shape),
+            metrics=self.metrics.address,
+        )
+
+    def request_stop(self, reason: str) -> None:
+        if self.stopped_by is None:
+            self.stopped_by = reason
+        self.stop_event.set()
+
+    def on_frame(self, taken: int) -> None:
+        """Called by the inspection thread after each frame."""
+        if self._max_frames is not None and taken >= self._max_frames:
+            self.request_stop("max_frames")
+
+    def run(self, limits: RunLimits | None = None, status_line: bool = False) -> dict:
+        """start(), wait for a stop, shutdown(); return the summary."""
+        limits = limits or RunLimits()
+        self._max_frames = limits.max_frames
+        try:
+            self.start()
+            self._wait(limits, TerminalStatus() if status_line else None)
+        finally:
+            self.shutdown()
+        return self.summary()
+
+    def _wait(self, limits: RunLimits, terminal: TerminalStatus | None) -> None:
+        parts = self.parts
+        if parts is None or self.started_s is None:
+            return
+        period = 0.5 if terminal else self.cfg.service.status_interval_s
+        next_status = time.monotonic() + period
+        while not self.stop_event.wait(POLL_S):
+            now = time.monotonic()
+            if (
+                limits.duration_s is not None
+                and now - self.started_s >= limits.duration_s
+            ):
+                self.request_stop("duration")
+            elif not parts.inspector.alive:
+                self.request_stop(
+                    "source_finished" if parts.acquirer.finished else "inspection_ended"
+                )
+            if now >= next_status:
+                self._report_status(terminal)
+                next_status = now + period
+        if terminal is not None:
+            terminal.clear()
+
+    def _report_status(self, terminal: TerminalStatus | None) -> None:
+        text = status_text(self.snapshot())
+        self.notifier.status(text)
+        if terminal is not None:
+            terminal.show(text)
+        else:
+            log.info("status", text=text)
+
+    def shutdown(self) -> dict[str, Any]:
+        """Stop and drain everything within service.stop_timeout_s; idempotent."""
+        if self._shutdown_report is not None:
+            return self._shutdown_report
+        self.request_stop("shutdown")
+        self.notifier.stopping(f"stopping ({self.stopped_by}): draining")
+        deadline = time.monotonic() + self.cfg.service.stop_timeout_s
+        report: dict[str, Any] = {}
+        if self.parts is not None:
+            report = self.parts.close(deadline)
+        self.watchdog.stop()
+        self.metrics.close()
+        self.ended_s = time.monotonic()
+        report["stop_seconds"] = round(
+            self.cfg.service.stop_timeout_s - max(0.0, deadline - self.ended_s), 3
+        )
+        report["within_stop_timeout"] = self.ended_s <= deadline
+        log.info("daemon_stopped", stopped_by=self.stopped_by, **report)
+        self.notifier.close()
+        self._shutdown_report = report
+        return report
+
+    # -- state -------------------------------------------------------------------
+
+    def _fault_changed(self, active: bool, conditions: dict[str, str]) -> None:
+        if active:
+            self.notifier.status(
+                "FAULT: "
+                + "; ".join(f"{k}: {v}" for k, v in sorted(conditions.items()))
+            )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Counters and gauges now (metrics, status line)."""
+        return build_snapshot(self)
+
+    def summary(self) -> dict[str, Any]:
+        """The end-of-run summary (the --report JSON)."""
+        return build_summary(self)
+
+    @property
+    def source(self) -> MonitoredSource | None:
+        return self.parts.source if self.parts is not None else None
+
+    @property
+    def fault_state(self) -> FaultState:
+        return self.faults

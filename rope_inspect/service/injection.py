@@ -1,0 +1,191 @@
+"""Fault injection for the daemon: real sources and engines, made to fail on schedule.
+
+The tests and the soak run wrap a working FrameSource or Engine in one of these to
+prove that the daemon survives what cameras, lighting and GPUs do on a line:
+
+- `FlakySource`: the camera is lost after N frames for a while (reads raise
+  SourceLost, reconnects fail with SourceError), then comes back;
+- `MalformedFrames`: chosen frames arrive all black or saturated (a lighting failure);
+- `FaultyEngine`: chosen inference calls return NaN or raise EngineError.
+
+They delegate everything else to the wrapped object, so the rest of the path is real.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from rope_inspect.acquisition.base import FrameInfo, FrameSource
+from rope_inspect.errors import EngineError, SourceError, SourceLost
+
+
+class FlakySource:
+    """Loses the camera after `lose_after` frames for `outage_s` seconds per outage."""
+
+    def __init__(
+        self,
+        inner: FrameSource,
+        outages: list[tuple[int, float]],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.inner = inner
+        self.name = f"flaky-{inner.name}"
+        self.outages = sorted(outages)
+        self._clock = clock
+        self._lost_until: float | None = None
+        self.frames = 0
+        self.lost_reads = 0
+        self.failed_opens = 0
+        self.opens = 0
+        self.lock = threading.Lock()
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return self.inner.frame_shape
+
+    @property
+    def node_map(self) -> Any | None:
+        return self.inner.node_map
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.inner.counters
+
+    @property
+    def lost(self) -> bool:
+        return self._lost_until is not None and self._clock() < self._lost_until
+
+    def open(self) -> None:
+        if self.lost:
+            self.failed_opens += 1
+            raise SourceError("injected: camera not found", "wait for the outage")
+        self.opens += 1
+        self.inner.open()
+
+    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
+        if self.outages and self.frames >= self.outages[0][0]:
+            _, seconds = self.outages.pop(0)
+            self._lost_until = self._clock() + seconds
+        if self.lost:
+            self.lost_reads += 1
+            raise SourceLost("injected: camera stopped delivering")
+        info = self.inner.read_into(slot, timeout_s)
+        if info is not None:
+            self.frames += 1
+        return info
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class MalformedFrames:
+    """Overwrites chosen frames (by count from 0) with black or saturated images."""
+
+    def __init__(self, inner: FrameSource, bad: dict[int, str]) -> None:
+        self.inner = inner
+        self.name = f"malformed-{inner.name}"
+        self.bad = dict(bad)
+        self.frames = 0
+        self.injected: dict[str, int] = {}
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return self.inner.frame_shape
+
+    @property
+    def node_map(self) -> Any | None:
+        return self.inner.node_map
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.inner.counters
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
+        info = self.inner.read_into(slot, timeout_s)
+        if info is None:
+            return None
+        kind = self.bad.get(self.frames)
+        self.frames += 1
+        if kind == "black":
+            slot.fill(0)
+        elif kind == "saturated":
+            slot.fill(255)
+        elif kind is not None:
+            raise ValueError(f"unknown malformed frame kind {kind!r}")
+        if kind is not None:
+            self.injected[kind] = self.injected.get(kind, 0) + 1
+        return info
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class FaultyEngine:
+    """Returns NaN maps or raises EngineError on chosen `infer` calls (from 0)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        nan_calls: Iterable[int] = (),
+        error_calls: Iterable[int] = (),
+    ) -> None:
+        self.inner = inner
+        self.name = f"faulty-{inner.name}"
+        self.sidecar = inner.sidecar
+        self.nan_calls = set(nan_calls)
+        self.error_calls = set(error_calls)
+        self.calls = 0
+
+    def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        call = self.calls
+        self.calls += 1
+        if call in self.error_calls:
+            raise EngineError("injected: CUDA error 700 (illegal address)")
+        maps, scores = self.inner.infer(tiles)
+        if call in self.nan_calls:
+            maps = maps.copy()
+            maps[:, :, :4, :4] = np.nan
+        return maps, scores
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class SpotEngine:
+    """Adds a square hot spot to the first tile's map on every `every`-th call.
+
+    A stand-in for a defect the model would find: it drives the decision, reject and
+    store path with a known number of defects, whatever the wrapped model says.
+    """
+
+    def __init__(
+        self, inner: Any, every: int = 3, spot: tuple[int, int, int] = (40, 40, 20)
+    ) -> None:
+        self.inner = inner
+        self.name = f"spot-{inner.name}"
+        self.sidecar = inner.sidecar
+        self.every = every
+        self.spot = spot
+        self.calls = 0
+        self.spots = 0
+
+    def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        maps, scores = self.inner.infer(tiles)
+        if self.calls % self.every == 0 and len(maps):
+            y, x, side = self.spot
+            maps = maps.copy()
+            maps[0, 0, y : y + side, x : x + side] = 0.95
+            self.spots += 1
+        self.calls += 1
+        return maps, scores
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,0 +1,143 @@
+"""The daemon's numbers: the live snapshot (metrics, status) and the end-of-run summary.
+
+The summary checks the frame accounting so that nothing is dropped silently:
+frames written to the ring = read + dropped + left in the ring, and frames read =
+inspected + uninspected + skipped for image quality.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rope_inspect.service.daemon import Daemon
+
+
+def build_snapshot(daemon: Daemon) -> dict[str, Any]:
+    """Counters and gauges of every stage now."""
+    counts = daemon.counters.snapshot()
+    snap: dict[str, Any] = dict(counts)
+    snap["fps"] = round(daemon.rate.rate(counts.get("frames_inspected", 0)), 2)
+    snap["latency_ms"] = daemon.times.average_ms()
+    snap["fault_active"] = int(daemon.faults.active)
+    snap["fault_conditions"] = daemon.faults.conditions()
+    snap["faults_raised"] = daemon.faults.raised_count
+    parts = daemon.parts
+    if parts is None:
+        return snap
+    ring = parts.ring.stats()
+    snap.update(
+        frames_acquired=ring.written,
+        frames_dropped=ring.dropped,
+        ring_fill=ring.pending,
+    )
+    acq = parts.acquirer.stats()
+    snap.update(
+        camera_frame_gaps=acq.frame_id_gaps,
+        camera_reconnects=acq.reconnects,
+        camera_losses=acq.losses,
+        camera_connected=int(acq.connected),
+        camera_timeouts=acq.timeouts,
+        frames_skipped_by_source=acq.skipped,
+    )
+    snap.update(parts.decision.stats())
+    store = parts.store.status()
+    snap.update(
+        store_bytes=store.bytes_used,
+        store_pending=store.pending,
+        store_written=store.written,
+        store_alarm=int(store.alarm),
+    )
+    return snap
+
+
+def _accounting(snap: dict[str, Any], left_in_ring: int) -> dict[str, Any]:
+    taken = snap.get("frames_taken", 0)
+    outcomes = (
+        snap.get("frames_inspected", 0)
+        + snap.get("frames_uninspected", 0)
+        + snap.get("frames_quality_skipped", 0)
+    )
+    written = snap.get("frames_acquired", 0)
+    accounted = taken + snap.get("frames_dropped", 0) + left_in_ring
+    return {
+        "ring_written": written,
+        "ring_read_dropped_left": accounted,
+        "taken": taken,
+        "outcomes": outcomes,
+        "ok": written == accounted and taken == outcomes,
+    }
+
+
+def build_summary(daemon: Daemon) -> dict[str, Any]:
+    """The end-of-run summary: the --report JSON and the text summary."""
+    snap = build_snapshot(daemon)
+    report = daemon._shutdown_report or {}
+    started, ended = daemon.started_s, daemon.ended_s
+    duration = (ended - started) if started is not None and ended is not None else 0.0
+    inspected = snap.get("frames_inspected", 0)
+    left = int(report.get("left_in_ring", 0))
+    accounting = _accounting(snap, left)
+    parts = daemon.parts
+    summary: dict[str, Any] = {
+        "config": str(daemon.config_path) if daemon.config_path else None,
+        "line": daemon.cfg.line.name,
+        "source": daemon.cfg.source.kind,
+        "engine": str(daemon.cfg.engine.model),
+        "stopped_by": daemon.stopped_by,
+        "duration_s": round(duration, 3),
+        "frames": {
+            "acquired": snap.get("frames_acquired", 0),
+            "dropped": snap.get("frames_dropped", 0),
+            "taken": snap.get("frames_taken", 0),
+            "inspected": inspected,
+            "uninspected": snap.get("frames_uninspected", 0),
+            "quality_skipped": snap.get("frames_quality_skipped", 0),
+            "without_rope": snap.get("frames_without_rope", 0),
+            "left_in_ring": left,
+            "camera_frame_gaps": snap.get("camera_frame_gaps", 0),
+            "skipped_by_source": snap.get("frames_skipped_by_source", 0),
+        },
+        "accounting": accounting,
+        "accounting_ok": accounting["ok"],
+        "tiles": snap.get("tiles", 0),
+        "tiles_per_frame": round(snap.get("tiles", 0) / inspected, 2)
+        if inspected
+        else 0,
+        "fps": round(inspected / duration, 2) if duration > 0 else 0.0,
+        "image_quality_alarms": snap.get("image_quality_alarms", 0),
+        "engine_errors": snap.get("engine_errors", 0),
+        "defects": snap.get("defects", 0),
+        "stored": report.get("store", {}).get("written", snap.get("store_written", 0)),
+        "store": report.get("store", {}),
+        "rejects": {
+            "scheduled": snap.get("rejects_scheduled", 0),
+            "fired": snap.get("rejects_fired", 0),
+            "late": snap.get("rejects_late", 0),
+            "not_fired": snap.get("rejects_not_fired", 0),
+        },
+        "faults": {
+            "raised": daemon.faults.raised_count,
+            "history": [list(h) for h in daemon.faults.history],
+        },
+        "camera": {
+            "reconnects": snap.get("camera_reconnects", 0),
+            "losses": snap.get("camera_losses", 0),
+            "timeouts": snap.get("camera_timeouts", 0),
+        },
+        "latency_ms": snap.get("latency_ms", {}),
+        "latency_max_ms": daemon.times.max_ms(),
+        "shutdown": report,
+        "threads_alive": sorted(
+            t.name for t in threading.enumerate() if t is not threading.main_thread()
+        ),
+    }
+    if parts is not None and parts.scorer is not None:
+        summary["ground_truth"] = parts.scorer.report()
+    summary["clean_exit"] = bool(
+        report.get("within_stop_timeout", True)
+        and report.get("inspector_drained", True)
+        and not report.get("store", {}).get("unwritten")
+    )
+    return summary

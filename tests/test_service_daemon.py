@@ -1,0 +1,150 @@
+"""End to end: the daemon on the synthetic line with a tiny exported model.
+
+Every run is bounded (`--max-frames`), uses the real acquisition thread, ring, rope
+mask, tiling, ONNX Runtime engine, decision, reject scheduler and defect store, and
+checks the accounting, the store contents and that no thread is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rope_inspect.config import InspectConfig, load_inspect_config
+from rope_inspect.engine.loader import load_engine
+from rope_inspect.service.daemon import Daemon, RunLimits
+from rope_inspect.service.injection import SpotEngine
+from rope_inspect.storage import StoreView
+from rope_inspect.storage.index import DefectIndex
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained DRAEM of the real architecture, exported for 128 px tiles."""
+    torch = pytest.importorskip("torch")
+    from rope_inspect.model.config import ModelConfig
+    from rope_inspect.model.draem import DraemModel
+    from rope_inspect.model.export import export_onnx
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig.cpu_small(
+        recon_width=4, seg_width=4, depth=2, transformer=False, aspp=False
+    )
+    path = tmp_path_factory.mktemp("engine") / "tiny.onnx"
+    export_onnx(DraemModel(model_cfg), path, tile=128)
+    return path
+
+
+def _merge(base: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def make_config(
+    tmp_path: Path, model: Path, threshold: float = 0.5, **changes: Any
+) -> InspectConfig:
+    """The demo config, pointed at the tiny model, a temporary store and calibration."""
+    calibration = tmp_path / "calibration.yaml"
+    calibration.write_text(
+        f"line: demo\npixel_threshold: {threshold}\nimage_threshold: {threshold}\n"
+        "mm_per_px: 0.16667\n"
+    )
+    data = load_inspect_config(ROOT / "configs" / "demo.yaml").model_dump()
+    _merge(
+        data,
+        {
+            "engine": {"model": model, "threads": 1},
+            "calibration": calibration,
+            "store": {"path": tmp_path / "store", "save_full_frame": True},
+            "metrics": {"port": 0},
+            "source": {"fps": 20.0},
+            "service": {"stop_timeout_s": 20.0},
+        },
+    )
+    _merge(data, changes)
+    return InspectConfig.model_validate(data)
+
+
+def spot_engine(cfg: InspectConfig, every: int = 3) -> SpotEngine:
+    return SpotEngine(load_engine(cfg.engine, cfg.tiling.tile), every=every)
+
+
+def other_threads(before: set[threading.Thread]) -> list[str]:
+    """Threads started by the run that are still alive (after a short grace)."""
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        alive = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not alive:
+            return []
+        time.sleep(0.05)
+    return sorted(t.name for t in alive)
+
+
+def test_daemon_inspects_stores_and_accounts_for_every_frame(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg = make_config(tmp_path, tiny_model, reject={"actuator_distance_m": 0.01})
+    engine = spot_engine(cfg)
+    before = set(threading.enumerate())
+
+    summary = Daemon(cfg, engine=engine).run(RunLimits(max_frames=12))
+
+    frames = summary["frames"]
+    assert summary["stopped_by"] == "max_frames"
+    assert frames["inspected"] >= 12
+    assert frames["uninspected"] == frames["quality_skipped"] == 0
+    assert summary["accounting_ok"], summary["accounting"]
+    assert frames["acquired"] == frames["taken"] + frames["dropped"]
+    assert summary["tiles"] == 12 * frames["inspected"]  # the demo rope: 12 tiles
+    assert summary["defects"] >= 2
+    assert summary["stored"] == summary["defects"]
+    assert summary["store"]["unwritten"] == []
+    assert summary["rejects"]["fired"] >= 1
+    assert summary["clean_exit"]
+    assert other_threads(before) == []
+
+    view = StoreView(cfg.store.path, DefectIndex(cfg.store.path / "index.sqlite"))
+    records = list(view.index.iter_records())
+    assert len(records) == summary["defects"]
+    for record in records:
+        for rel in record.file_paths():
+            assert (cfg.store.path / rel).is_file(), rel
+        stored = json.loads((cfg.store.path / record.json).read_text())
+        assert stored["id"] == record.id
+    fired = [r for r in records if r.reject_state in ("fired", "late")]
+    assert len(fired) >= 1
+    view.index.close()
+
+    truth = summary["ground_truth"]
+    assert truth["kind"] == "synthetic"
+    assert truth["stored_defects"] == summary["defects"]
+    assert truth["rope_inspected_m"] > 0
+
+
+def test_rejects_due_after_shutdown_are_logged_not_fired(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = make_config(tmp_path, tiny_model, reject={"actuator_distance_m": 40.0})
+    summary = Daemon(cfg, engine=spot_engine(cfg)).run(RunLimits(max_frames=8))
+
+    assert summary["defects"] >= 1
+    assert summary["rejects"]["fired"] == 0
+    assert summary["rejects"]["not_fired"] == summary["defects"]
+    assert summary["shutdown"]["rejects_not_fired"] == summary["defects"]
+    logged = capsys.readouterr()
+    assert "reject_not_fired" in logged.out + logged.err
+
+    index = DefectIndex(cfg.store.path / "index.sqlite")
+    states = {r.reject_state for r in index.iter_records()}
+    index.close()
+    assert states == {"not_fired"}
