@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from rope_inspect.errors import OutputError
@@ -106,8 +107,8 @@ class FaultOutput:
     is logged and counted, never raised: the fault path must not take the daemon down.
     """
 
-    def __init__(self, outputs: list[RejectOutput]) -> None:
-        self.outputs = outputs
+    def __init__(self, outputs: Sequence[RejectOutput]) -> None:
+        self.outputs = list(outputs)
         self._reasons: dict[str, str] = {}
         self._lock = threading.Lock()
         self._state = False
@@ -153,7 +154,7 @@ class FaultOutput:
         close_outputs(self.outputs)
 
 
-def close_outputs(outputs: list[RejectOutput]) -> None:
+def close_outputs(outputs: Sequence[RejectOutput]) -> None:
     """Close every output, logging (not raising) the ones that fail."""
     for output in outputs:
         try:
@@ -163,7 +164,7 @@ def close_outputs(outputs: list[RejectOutput]) -> None:
 
 
 def open_outputs(
-    cfgs: list[OutputConfig], camera_node_map: Any | None = None
+    cfgs: Sequence[OutputConfig], camera_node_map: Any | None = None
 ) -> list[RejectOutput]:
     """Build the outputs a config lists; the camera line needs the camera's node map."""
     from rope_inspect.config import (

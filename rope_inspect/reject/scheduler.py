@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,7 +82,7 @@ class RejectScheduler:
 
     def __init__(
         self,
-        outputs: list[RejectOutput],
+        outputs: Sequence[RejectOutput],
         cfg: RejectConfig,
         position: Callable[[], float],
         *,
@@ -90,7 +90,7 @@ class RejectScheduler:
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = 0.002,
     ) -> None:
-        self.outputs = outputs
+        self.outputs = list(outputs)
         self.cfg = cfg
         self.position = position
         self.speed_m_per_s = speed_m_per_s
