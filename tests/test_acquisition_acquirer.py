@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,12 @@ from rope_inspect.acquisition.base import FrameInfo, SourceFinished
 from rope_inspect.acquisition.faults import FaultySource
 from rope_inspect.acquisition.ring import FrameRing
 from rope_inspect.acquisition.synthetic import SyntheticSource
-from rope_inspect.config import LineConfig, SyntheticSourceConfig
+from rope_inspect.config import (
+    GenICamSourceConfig,
+    LineConfig,
+    ReplaySourceConfig,
+    SyntheticSourceConfig,
+)
 from rope_inspect.errors import SourceError
 
 SHAPE = (4, 6, 3)
@@ -176,3 +182,22 @@ def test_lost_source_reports_source_error_on_open() -> None:
     with pytest.raises(SourceError, match="injected"):
         source.open()
     source.open()
+
+
+def test_from_config_takes_camera_timeouts_and_never_loses_a_paced_source(
+    tmp_path: Path,
+) -> None:
+    ring = FrameRing(2, SHAPE)
+    camera_cfg = GenICamSourceConfig(
+        kind="genicam",
+        cti=tmp_path / "x.cti",
+        timeout_s=0.3,
+        reconnect_backoff_s=(0.2, 9.0),
+        lost_after_timeouts=7,
+    )
+    camera = Acquirer.from_config(ScriptedSource([]), ring, camera_cfg)
+    assert (camera.timeout_s, camera.backoff_s) == (0.3, (0.2, 9.0))
+    assert camera.lost_after_timeouts == 7
+    replay_cfg = ReplaySourceConfig(kind="replay", path=tmp_path, fps=0.2)
+    replay = Acquirer.from_config(ScriptedSource([]), ring, replay_cfg)
+    assert replay.timeout_s == 10.0 and replay.lost_after_timeouts == 0

@@ -22,6 +22,7 @@ from rope_inspect.acquisition.base import (
     SourceFinished,
 )
 from rope_inspect.acquisition.ring import FrameRing
+from rope_inspect.config import GenICamSourceConfig, SourceConfig
 from rope_inspect.errors import SourceLost
 from rope_inspect.log import get_logger
 
@@ -88,6 +89,33 @@ class Acquirer:
         self._last_frame_id: int | None = None
         self._last_frame_ns: int | None = None
         self._backoff_next = backoff_s[0]
+
+    @classmethod
+    def from_config(
+        cls,
+        source: FrameSource,
+        ring: FrameRing,
+        source_cfg: SourceConfig,
+        on_fault: FaultCallback | None = None,
+    ) -> Acquirer:
+        """An acquirer with the timeouts and backoff of a source config section.
+
+        A camera counts as lost after `lost_after_timeouts` silent fetches; a replay or
+        the synthetic line is paced by the host and is never lost by timeouts.
+        """
+        if isinstance(source_cfg, GenICamSourceConfig):
+            return cls(
+                source,
+                ring,
+                timeout_s=source_cfg.timeout_s,
+                backoff_s=source_cfg.reconnect_backoff_s,
+                lost_after_timeouts=source_cfg.lost_after_timeouts,
+                on_fault=on_fault,
+            )
+        timeout_s = max(1.0, 2.0 / source_cfg.fps)
+        return cls(
+            source, ring, timeout_s=timeout_s, lost_after_timeouts=0, on_fault=on_fault
+        )
 
     # -- control -----------------------------------------------------------------
 
