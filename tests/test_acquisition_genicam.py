@@ -136,13 +136,14 @@ def test_mono8_is_delivered_as_grey_rgb() -> None:
         restore.close()
 
 
-class _Truncated:
-    """A driver buffer that claims to hold fewer bytes than it should."""
+class _Tampered:
+    """A driver buffer whose info fields say something else (truncated, resized...)."""
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, **fields: int) -> None:
         self._raw = raw
         self.parent = self
-        self.size_filled = 1000
+        for name, value in fields.items():
+            setattr(self, name, value)
 
     def queue_buffer(self, _buffer: Any) -> None:
         self._raw.parent.queue_buffer(self._raw)
@@ -151,17 +152,29 @@ class _Truncated:
         return getattr(self._raw, name)
 
 
-def test_truncated_buffers_are_counted_skipped_and_requeued(
-    camera: GenICamSource,
+MONO8_CODE = 0x01080001
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({"size_filled": 1000}, "truncated"),
+        ({"width": 120}, "wrong_size"),
+        ({"pixel_format": MONO8_CODE}, "pixel_format"),
+        ({"pixel_format": 0x7FFF0001}, "pixel_format"),
+    ],
+)
+def test_malformed_buffers_are_counted_skipped_and_requeued(
+    camera: GenICamSource, fields: dict[str, int], reason: str
 ) -> None:
     ia = camera._ia
     real_fetch = ia.fetch
-    ia.fetch = lambda **kwargs: _Truncated(real_fetch(**kwargs))
+    ia.fetch = lambda **kwargs: _Tampered(real_fetch(**kwargs), **fields)
     slot = np.zeros(camera.frame_shape, np.uint8)
     for _ in range(6):  # more than num_buffers: each must go back to the driver
-        with pytest.raises(FrameSkipped, match="truncated"):
+        with pytest.raises(FrameSkipped, match=reason):
             camera.read_into(slot, 2.0)
-    assert camera.counters == {"truncated": 6}
+    assert camera.counters == {reason: 6}
     ia.fetch = real_fetch
     assert len(_read(camera, slot, 3)) == 3
 
