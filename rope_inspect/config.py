@@ -166,6 +166,10 @@ OutputConfig = Annotated[
 ]
 
 
+def _log_output_only() -> list[OutputConfig]:
+    return [LogOutputConfig(kind="log")]
+
+
 class RejectConfig(StrictModel):
     """When and where the reject pulse is fired, and the fault output."""
 
@@ -175,11 +179,11 @@ class RejectConfig(StrictModel):
     pulse_ms: float = Field(200.0, gt=0, le=60000, description="length of the reject pulse")
     lead_m: float = Field(0.05, ge=0, description="open the gate this far before the defect")
     outputs: list[OutputConfig] = Field(
-        default_factory=lambda: [LogOutputConfig(kind="log")],
+        default_factory=_log_output_only,
         description="reject outputs, all fired together",
     )
     fault_outputs: list[OutputConfig] = Field(
-        default_factory=lambda: [LogOutputConfig(kind="log")],
+        default_factory=_log_output_only,
         description="raised while the inspector cannot inspect",
     )
 
