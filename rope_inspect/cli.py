@@ -87,10 +87,13 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", default=None, help="access token (or ROPE_INSPECT_TOKEN)")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration file: threshold for the score histogram and masks")
     rsub = p.add_subparsers(dest="review_action")
     e = rsub.add_parser("export", help="write verdicts as an MVTec-layout dataset")
     e.add_argument("--verdict", choices=["false-alarm", "defect", "all"], default="all")
     e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--size", type=int, default=256, help="side of the square images (px)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -218,6 +218,8 @@ class DefectStore(StoreView):
         ]
         if item.frame is not None:
             record.frame = f"{base}.frame.jpg"
+            height, width = item.frame.shape[:2]
+            record.extra = {**record.extra, "frame_size": [width, height]}
             jpeg = files.encode_jpeg(item.frame, self.cfg.frame_jpeg_quality)
             payload.append((record.frame, jpeg))
         payload.append((record.json, json.dumps(record.to_dict(), indent=1).encode()))

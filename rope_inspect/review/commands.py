@@ -1,0 +1,72 @@
+"""`rope-inspect review`: serve the QA review page, or export verdicts as a dataset.
+
+    rope-inspect review --store var/store [--host 127.0.0.1] [--port 8080] [--token T]
+                        [--calibration calibration/line.yaml]
+    rope-inspect review --store var/store export --verdict false-alarm --out data/qa
+
+Serving refuses any non-loopback --host without a token (--token or the
+ROPE_INSPECT_TOKEN environment variable); the token is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from rope_inspect.errors import ConfigError
+from rope_inspect.log import get_logger
+from rope_inspect.review import security
+from rope_inspect.review.views import threshold_of
+from rope_inspect.storage import StoreView
+
+log = get_logger(__name__)
+
+
+def export_command(args: argparse.Namespace) -> int:
+    from rope_inspect.review.export import export_dataset
+
+    if not 32 <= args.size <= 4096:
+        raise ConfigError(
+            f"--size {args.size} is out of range", "use 32 to 4096 pixels"
+        )
+    view = StoreView.open(Path(args.store))
+    try:
+        threshold = threshold_of(view, args.calibration)
+        summary = export_dataset(
+            view, Path(args.out), args.verdict, args.size, threshold
+        )
+    finally:
+        view.close()
+    print(json.dumps(asdict(summary), indent=1))
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rope_inspect.review.app import ReviewSettings, create_app
+
+    token = security.token_from(args.token)
+    settings = ReviewSettings(
+        store=Path(args.store),
+        host=args.host,
+        token=token,
+        calibration=args.calibration,
+    )
+    app = create_app(settings)
+    log.info(
+        "review_serving",
+        url=f"http://{args.host}:{args.port}/",
+        store=str(settings.store),
+        access="token" if token else "no token (loopback only)",
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def review_command(args: argparse.Namespace) -> int:
+    if getattr(args, "review_action", None) == "export":
+        return export_command(args)
+    return serve_command(args)
