@@ -165,6 +165,8 @@ def test_configs_it_cannot_render_are_refused() -> None:
     cfg = SyntheticSourceConfig(kind="synthetic")
     with pytest.raises(ConfigError, match="horizontal"):
         SyntheticSource(cfg, LineConfig(rope_axis="vertical"))
+    with pytest.raises(ConfigError, match="towards x = 0"):
+        SyntheticSource(cfg, LineConfig(image_travel="positive"))
     with pytest.raises(ConfigError, match="does not fit") as err:
         SyntheticSource(cfg, LineConfig(rope_diameter_mm=40))
     assert "px_per_mm" in err.value.hint

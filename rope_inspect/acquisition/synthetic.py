@@ -6,10 +6,10 @@ rendered in strips of SEGMENT_M metres (plus one frame width of overlap) on a he
 thread, one strip ahead; each frame is a window slid along the current strip and
 copied into the ring slot with a little sensor noise (the one copy per frame).
 
-Geometry: the rope travels toward -x (right to left in the image). `position_m` of a
-frame is the rope coordinate under the image centre column; a pixel in column x shows
-rope coordinate position_m + (x - width / 2) / px_per_m. A defect is under the camera
-centre when a frame's position_m equals its `TruthDefect.position_m`.
+Geometry: the rope travels toward -x (right to left; line.image_travel: negative).
+`position_m` of a frame is the rope coordinate under the image centre column; a pixel
+in column x shows rope coordinate position_m + (x - width / 2) / px_per_m. A defect
+is under the camera centre when a frame's position_m equals its TruthDefect.position_m.
 """
 
 from __future__ import annotations
@@ -128,6 +128,11 @@ class SyntheticSource:
             raise ConfigError(
                 "the synthetic line renders a horizontal rope",
                 "set line.rope_axis: horizontal for the synthetic source",
+            )
+        if line.image_travel != "negative":
+            raise ConfigError(
+                "the synthetic rope runs towards x = 0 (right to left)",
+                "set line.image_travel: negative for the synthetic source",
             )
         look = RopeLook(
             height=cfg.height,
