@@ -43,6 +43,7 @@ def bar_chart(
     tick: Callable[[float], str],
     marker: float | None = None,
     marker_label: str = "threshold",
+    n_ticks: int = 5,
 ) -> str:
     """An SVG bar chart of `hist`; `tick` formats bin edges for the x axis."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -63,7 +64,7 @@ def bar_chart(
             f'width="{max(x1 - x0 - 1, 0.8):.1f}" height="{h:.1f}">'
             f"<title>{escape(tick(float(edges[n])))}: {int(count)}</title></rect>"
         )
-    ticks = _x_ticks(edges)
+    ticks = _x_ticks(edges, n_ticks)
     for n, value in enumerate(ticks):
         anchor = "end" if n == len(ticks) - 1 and n else "middle"
         parts.append(

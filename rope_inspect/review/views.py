@@ -81,7 +81,11 @@ def charts(view: StoreView, query: DefectQuery, threshold: float | None) -> dict
         ),
         "per_hour": Markup(
             plots.bar_chart(
-                view.per_hour(query), "Defects per hour", "time (UTC)", plots.hour
+                view.per_hour(query),
+                "Defects per hour",
+                "time (UTC)",
+                plots.hour,
+                n_ticks=4,
             )
         ),
         "scores": Markup(
