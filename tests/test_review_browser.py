@@ -98,24 +98,21 @@ def lines_in_store(store: Path) -> list[str]:
     return [r.line for r in records]
 
 
-def test_filter_review_with_keys_reload_export(
-    page: Any, served: tuple[str, Path], tmp_path: Path
-) -> None:
-    expect = sync_api.expect
-    base, store = served
-    page.goto(base + "/")
+def filter_by_line(page: Any, store: Path) -> None:
     cards = page.locator(".card")
-    expect(cards).to_have_count(24)
-    assert page.locator("svg.chart").count() == 3
-    line_b = sum(1 for lines in lines_in_store(store) if lines == "line-b")
-
+    line_b = sum(1 for line in lines_in_store(store) if line == "line-b")
+    assert 0 < line_b < 24
     page.select_option("select[name=line]", "line-b")
     page.click("button.primary")
-    expect(page).to_have_url(re.compile(r"line=line-b"))
-    expect(cards).to_have_count(line_b)
+    sync_api.expect(page).to_have_url(re.compile(r"line=line-b"))
+    sync_api.expect(cards).to_have_count(line_b)
     page.click("a.reset")
-    expect(cards).to_have_count(24)
+    sync_api.expect(cards).to_have_count(24)
 
+
+def review_with_keys(page: Any) -> list[str]:
+    """Reviewer qa-anna: j d f d u -> defect, false alarm, unreviewed."""
+    expect, cards = sync_api.expect, page.locator(".card")
     page.fill("#reviewer", "qa-anna")
     page.dispatch_event("#reviewer", "change")
     page.evaluate("document.activeElement.blur()")
@@ -133,20 +130,12 @@ def test_filter_review_with_keys_reload_export(
     expect(cards.nth(2)).to_have_attribute("data-verdict", "")
     expect(page.locator("header [data-count=defect]")).to_have_text("1")
     expect(page.locator("header [data-count=false_alarm]")).to_have_text("1")
+    return ids
 
-    page.reload()
-    expect(cards.nth(0)).to_have_attribute("data-verdict", "defect")
-    expect(cards.nth(1)).to_have_attribute("data-verdict", "false_alarm")
-    expect(cards.nth(2)).to_have_attribute("data-verdict", "")
-    stored = verdicts_in_store(store)
-    assert stored[ids[0]] == ("defect", "qa-anna")
-    assert stored[ids[1]] == ("false_alarm", "qa-anna")
-    assert stored[ids[2]] == (None, None)
 
-    page.keyboard.press("h")
-    expect(page.locator("body")).to_have_class(re.compile("show-heat"))
-    page.screenshot(path="/tmp/rope-review-grid.png")
-
+def detail_round_trip(page: Any) -> str:
+    """Open the 5th defect with o, mark it a false alarm with f, go back with Esc."""
+    expect = sync_api.expect
     for _ in range(4):
         page.keyboard.press("j")
     page.keyboard.press("o")
@@ -156,7 +145,33 @@ def test_filter_review_with_keys_reload_export(
     expect(page.locator("#detail")).to_have_attribute("data-verdict", "false_alarm")
     page.screenshot(path="/tmp/rope-review-detail.png", full_page=True)
     page.keyboard.press("Escape")
+    expect(page.locator(".card")).to_have_count(24)
+    return str(detail_id)
+
+
+def test_filter_review_with_keys_reload_export(
+    page: Any, served: tuple[str, Path], tmp_path: Path
+) -> None:
+    expect = sync_api.expect
+    base, store = served
+    page.goto(base + "/")
+    cards = page.locator(".card")
     expect(cards).to_have_count(24)
+    assert page.locator("svg.chart").count() == 3
+    filter_by_line(page, store)
+    ids = review_with_keys(page)
+
+    page.reload()
+    for n, verdict in enumerate(("defect", "false_alarm", "")):
+        expect(cards.nth(n)).to_have_attribute("data-verdict", verdict)
+    stored = verdicts_in_store(store)
+    assert stored[ids[0]] == ("defect", "qa-anna")
+    assert stored[ids[1]] == ("false_alarm", "qa-anna")
+    assert stored[ids[2]] == (None, None)
+    page.keyboard.press("h")
+    expect(page.locator("body")).to_have_class(re.compile("show-heat"))
+    page.screenshot(path="/tmp/rope-review-grid.png")
+    detail_id = detail_round_trip(page)
     assert verdicts_in_store(store)[detail_id][0] == "false_alarm"
 
     out = tmp_path / "dataset"

@@ -36,6 +36,40 @@ def _frame(title: str, x_label: str) -> list[str]:
     ]
 
 
+def _bars(hist: Histogram, x_of: Callable[[float], float], tick: Callable) -> list[str]:
+    plot_h = HEIGHT - TOP - BOTTOM
+    top = max(int(hist.counts.max()) if hist.counts.size else 0, 1)
+    parts = []
+    for n, count in enumerate(hist.counts):
+        x0, x1 = x_of(float(hist.edges[n])), x_of(float(hist.edges[n + 1]))
+        h = count / top * plot_h
+        parts.append(
+            f'<rect class="bar" x="{x0 + 0.5:.1f}" y="{TOP + plot_h - h:.1f}" '
+            f'width="{max(x1 - x0 - 1, 0.8):.1f}" height="{h:.1f}">'
+            f"<title>{escape(tick(float(hist.edges[n])))}: {int(count)}</title></rect>"
+        )
+    for value, y in ((0, TOP + plot_h), (top, TOP + 4)):
+        parts.append(
+            f'<text class="tick" x="{LEFT - 5}" y="{y:.1f}" '
+            f'text-anchor="end">{value}</text>'
+        )
+    return parts
+
+
+def _axis_ticks(
+    edges: np.ndarray, x_of: Callable[[float], float], tick: Callable, n_ticks: int
+) -> list[str]:
+    ticks = _x_ticks(edges, n_ticks)
+    parts = []
+    for n, value in enumerate(ticks):
+        anchor = "end" if n == len(ticks) - 1 and n else "middle"
+        parts.append(
+            f'<text class="tick" x="{x_of(value):.1f}" y="{HEIGHT - BOTTOM + 13}" '
+            f'text-anchor="{anchor}">{escape(tick(value))}</text>'
+        )
+    return parts
+
+
 def bar_chart(
     hist: Histogram,
     title: str,
@@ -47,36 +81,15 @@ def bar_chart(
 ) -> str:
     """An SVG bar chart of `hist`; `tick` formats bin edges for the x axis."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = _frame(title, x_label)
-    counts, edges = hist.counts, hist.edges
-    low, high = float(edges[0]), float(edges[-1])
+    low, high = float(hist.edges[0]), float(hist.edges[-1])
     span = high - low if high > low else 1.0
-    top = max(int(counts.max()) if counts.size else 0, 1)
 
     def x_of(value: float) -> float:
         return LEFT + (value - low) / span * plot_w
 
-    for n, count in enumerate(counts):
-        x0, x1 = x_of(float(edges[n])), x_of(float(edges[n + 1]))
-        h = count / top * plot_h
-        parts.append(
-            f'<rect class="bar" x="{x0 + 0.5:.1f}" y="{TOP + plot_h - h:.1f}" '
-            f'width="{max(x1 - x0 - 1, 0.8):.1f}" height="{h:.1f}">'
-            f"<title>{escape(tick(float(edges[n])))}: {int(count)}</title></rect>"
-        )
-    ticks = _x_ticks(edges, n_ticks)
-    for n, value in enumerate(ticks):
-        anchor = "end" if n == len(ticks) - 1 and n else "middle"
-        parts.append(
-            f'<text class="tick" x="{x_of(value):.1f}" y="{TOP + plot_h + 13}" '
-            f'text-anchor="{anchor}">{escape(tick(value))}</text>'
-        )
-    for value, y in ((0, TOP + plot_h), (top, TOP + 4)):
-        parts.append(
-            f'<text class="tick" x="{LEFT - 5}" y="{y:.1f}" '
-            f'text-anchor="end">{value}</text>'
-        )
-    if not counts.sum():
+    parts = _frame(title, x_label) + _bars(hist, x_of, tick)
+    parts += _axis_ticks(hist.edges, x_of, tick, n_ticks)
+    if not hist.counts.sum():
         parts.append(
             f'<text class="empty" x="{LEFT + plot_w / 2:.1f}" '
             f'y="{TOP + plot_h / 2:.1f}" '
