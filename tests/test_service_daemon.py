@@ -18,7 +18,7 @@ import pytest
 from rope_inspect.config import InspectConfig, load_inspect_config
 from rope_inspect.engine.loader import load_engine
 from rope_inspect.service.daemon import Daemon, RunLimits
-from rope_inspect.service.injection import SpotEngine
+from rope_inspect.service.injection import SpotEngine, export_tiny_model
 from rope_inspect.storage import StoreView
 from rope_inspect.storage.index import DefectIndex
 
@@ -28,18 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained DRAEM of the real architecture, exported for 128 px tiles."""
-    torch = pytest.importorskip("torch")
-    from rope_inspect.model.config import ModelConfig
-    from rope_inspect.model.draem import DraemModel
-    from rope_inspect.model.export import export_onnx
-
-    torch.manual_seed(0)
-    model_cfg = ModelConfig.cpu_small(
-        recon_width=4, seg_width=4, depth=2, transformer=False, aspp=False
-    )
-    path = tmp_path_factory.mktemp("engine") / "tiny.onnx"
-    export_onnx(DraemModel(model_cfg), path, tile=128)
-    return path
+    pytest.importorskip("torch")
+    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> None:

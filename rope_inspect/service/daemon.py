@@ -57,8 +57,10 @@ class Daemon:
         source: Any | None = None,
         engine: Engine | None = None,
         notifier: SystemdNotifier | None = None,
+        lossless: bool | None = None,
     ) -> None:
         self.cfg = cfg
+        self.lossless = lossless
         self.config_path = config_path
         self.stop_event = threading.Event()
         self.health = HealthMonitor(cfg.metrics.stuck_after_s)
@@ -88,6 +90,7 @@ class Daemon:
             self,
             source=self._injected_source,
             engine=self._injected_engine,
+            lossless=self.lossless,
         )
         self.parts.acquirer.start()
         self.parts.inspector.start()

@@ -257,8 +257,11 @@ class DefectOutputs:
         return len(emitted)
 
     def shutdown(self) -> dict[str, Any]:
-        """Flush the tracker, stop the scheduler, record rejects that did not fire."""
-        flushed = self.flush()
+        """Stop the scheduler (pending rejects: not fired), then flush the tracker.
+
+        The defects still open at shutdown are emitted after the scheduler closed:
+        their rejects are logged as not fired and their records stored as such.
+        """
         lost = self.scheduler.shutdown()
         self._collect_fired()
         lost_ids = {r.defect_id for r in lost}
@@ -266,7 +269,9 @@ class DefectOutputs:
             if record_id in lost_ids:
                 self.store.set_reject_state(record_id, "not_fired")
                 del self._rejects[record_id]
-        return {"flushed_defects": flushed, "rejects_not_fired": len(lost)}
+        flushed = self.flush()
+        not_fired = self.scheduler.stats().not_fired
+        return {"flushed_defects": flushed, "rejects_not_fired": not_fired}
 
     def stats(self) -> dict[str, int]:
         reject = self.scheduler.stats()

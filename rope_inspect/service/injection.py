@@ -16,11 +16,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rope_inspect.acquisition.base import FrameInfo, FrameSource
+from rope_inspect.engine.sidecar import sidecar_path
 from rope_inspect.errors import EngineError, SourceError, SourceLost
 
 
@@ -189,3 +191,25 @@ class SpotEngine:
 
     def close(self) -> None:
         self.inner.close()
+
+
+def export_tiny_model(path: Path, tile: int = 128) -> Path:
+    """Export an untrained, very small DRAEM of the real architecture (tests, soak).
+
+    Never a demo model: its maps are flat noise. Exported once per path (the ONNX
+    file and its sidecar); needs torch (the `train` extra).
+    """
+    if path.is_file() and sidecar_path(path).is_file():
+        return path
+    import torch
+
+    from rope_inspect.model.config import ModelConfig
+    from rope_inspect.model.draem import DraemModel
+    from rope_inspect.model.export import export_onnx
+
+    torch.manual_seed(0)
+    model_cfg = ModelConfig.cpu_small(
+        recon_width=4, seg_width=4, depth=2, transformer=False, aspp=False
+    )
+    export_onnx(DraemModel(model_cfg), path, tile=tile)
+    return path

@@ -101,8 +101,13 @@ def open_parts(
     *,
     source: Any | None = None,
     engine: Engine | None = None,
+    lossless: bool | None = None,
 ) -> Parts:
-    """Open every part (see the module docstring); close them again on failure."""
+    """Open every part (see the module docstring); close them again on failure.
+
+    `lossless` (default: a replay read flat out) makes acquisition wait for a free
+    ring slot instead of dropping the oldest frame.
+    """
     with ExitStack() as undo:
         calibration = load_calibration(cfg.calibration)
         store = DefectStore(cfg.store)
@@ -112,7 +117,8 @@ def open_parts(
             undo.callback(engine.close)
 
         raw_source = source or open_source(cfg.source, cfg.line)
-        lossless = cfg.source.kind == "replay" and not cfg.source.realtime
+        if lossless is None:
+            lossless = cfg.source.kind == "replay" and not cfg.source.realtime
         monitored = MonitoredSource(raw_source, daemon.health, lossless=lossless)
         daemon.health.register("acquisition")
         monitored.open()
