@@ -118,7 +118,7 @@ def make_overlay(
         )
     heat_bgr = cv2.applyColorMap((values * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
-    alpha = (0.75 * np.sqrt(values))[..., None]
+    alpha = (0.6 * np.sqrt(values))[..., None]
     blended = crop_rgb.astype(np.float32) * (1 - alpha) + heat * alpha
     overlay = np.clip(blended, 0, 255).astype(np.uint8)
     if threshold is not None:
