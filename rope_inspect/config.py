@@ -129,6 +129,11 @@ class EngineConfig(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="onnxruntime: auto uses CUDA when its provider is installed"
     )
+    spin_wait: bool = Field(
+        False,
+        description="onnxruntime: let idle intra-op threads spin between calls (lower "
+        "latency on a dedicated machine; steals CPU from the other stages)",
+    )
 
 
 class DecisionConfig(StrictModel):

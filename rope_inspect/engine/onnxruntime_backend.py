@@ -38,12 +38,15 @@ def _providers(ort: Any, device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def _session_options(ort: Any, threads: int) -> Any:
+def _session_options(ort: Any, threads: int, spin_wait: bool) -> Any:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # idle pool threads spinning between frames slow mask, stitch and decision
+    spin = "1" if spin_wait else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     return options
 
 
@@ -87,7 +90,9 @@ class OnnxRuntimeEngine:
         try:
             self._session = ort.InferenceSession(
                 str(engine_cfg.model),
-                sess_options=_session_options(ort, engine_cfg.threads),
+                sess_options=_session_options(
+                    ort, engine_cfg.threads, engine_cfg.spin_wait
+                ),
                 providers=providers,
             )
         except Exception as exc:  # ORT raises its own exception types
@@ -107,6 +112,7 @@ class OnnxRuntimeEngine:
             model=str(engine_cfg.model),
             providers=self.providers,
             threads=engine_cfg.threads,
+            spin_wait=engine_cfg.spin_wait,
             max_batch=self.max_batch,
         )
 
