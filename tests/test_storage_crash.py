@@ -165,3 +165,22 @@ def test_recovery_repairs_each_kind_of_leftover(tmp_path: Path) -> None:
     again = DefectStore(cfg)
     assert again.recovery.clean
     again.close()
+
+
+def test_lost_index_is_rebuilt_from_json_records(tmp_path: Path) -> None:
+    cfg = StoreConfig.model_validate({"path": tmp_path})
+    rng = np.random.default_rng(8)
+    store = DefectStore(cfg)
+    ids = []
+    for n in range(3):
+        item = sample_defect(rng, 1.7e9 + n, float(n))
+        store.add(*item)
+        ids.append(item[0].id)
+    store.close()
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    store = DefectStore(cfg)
+    assert sorted(store.recovery.reindexed) == sorted(ids)
+    assert not store.recovery.lost
+    store.close()
+    assert _check_consistent(tmp_path) == set(ids)

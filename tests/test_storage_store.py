@@ -225,3 +225,23 @@ def test_histograms(tmp_path: Path) -> None:
     positions = view.per_metre(everything)
     assert positions.edges[0] <= min(r.position_m for r in records)  # type: ignore[type-var]
     view.close()
+
+
+def test_writer_survives_a_failing_defect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = DefectStore(store_cfg(tmp_path))
+    real = store.store_one
+    calls = {"n": 0}
+
+    def first_fails(item: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyError("a bug")
+        real(item)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "store_one", first_fails)
+    records = add_samples(store, 2)
+    report = store.close(timeout_s=30)
+    assert report.drained and store.status().failed == 1
+    assert StoreView.open(tmp_path).get(records[1].id) is not None

@@ -23,6 +23,7 @@ import dataclasses
 import fcntl
 import json
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,8 +101,18 @@ class DefectStore(StoreView):
         self.cfg = cfg
         root = Path(cfg.path)
         self._lock_fd = self._acquire_lock(root)
-        super().__init__(root, DefectIndex(root / INDEX_FILE))
-        self.recovery = recover_store(root, self.index) if recover else RecoveryReport()
+        try:
+            super().__init__(root, DefectIndex(root / INDEX_FILE))
+            self.recovery = RecoveryReport()
+            if recover:
+                self.recovery = recover_store(root, self.index)
+        except (OSError, sqlite3.Error) as exc:
+            os.close(self._lock_fd)
+            raise StoreError(
+                f"cannot open the defect store {root}: {exc}",
+                "check the folder's permissions and free space; a damaged "
+                "index.sqlite can be moved away (recovery re-indexes the JSON records)",
+            ) from exc
         self._bytes = self.index.total_bytes()
         self.removed_by_retention = 0
         self.queue = PendingQueue(cfg.pending_limit, cfg.pending_frame_bytes)

@@ -29,8 +29,8 @@ from rope_inspect.log import get_logger
 from rope_inspect.storage.record import DefectRecord
 
 log = get_logger(__name__)
-RETRYABLE = (OSError, sqlite3.OperationalError)
-UNWRITABLE = (ValueError, TypeError, cv2.error)
+RETRYABLE = (OSError, sqlite3.DatabaseError)  # disk full, read-only, locked, I/O
+UNWRITABLE = (ValueError, TypeError, cv2.error)  # this defect's data cannot be encoded
 
 
 @dataclass
@@ -220,6 +220,11 @@ class StoreWriter:
             except UNWRITABLE as exc:
                 self.failed += 1
                 log.error("store_defect_unwritable", id=item.record.id, error=str(exc))
+                self.queue.done()
+                return
+            except Exception:  # a bug must not stop the writer: log it, go on
+                self.failed += 1
+                log.exception("store_writer_error", id=item.record.id)
                 self.queue.done()
                 return
             self.queue.done()
