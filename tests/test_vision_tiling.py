@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
 import numpy as np
 import pytest
 
 from rope_inspect.config import TilingConfig
 from rope_inspect.errors import ConfigError, DataError
+from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
 from rope_inspect.vision.tiling import RopeTiler, cut_tiles, stitch, tile_grid
 
 H, W, T = 224, 900, 64
+DATA = Path(__file__).resolve().parents[1] / "../shared/data/mvtec3d-rope"
 
 
 def _band(top: int, bottom: int, slope: float = 0.0) -> np.ndarray:
@@ -141,3 +146,22 @@ def test_tiler_recomputes_only_for_a_new_envelope() -> None:
     assert frame_map.shape == (H, W)
     np.testing.assert_allclose(frame_map[moved_envelope], 0.5)
     assert not frame_map[~moved_envelope].any(), "nothing left of the old band"
+
+
+@pytest.mark.data
+def test_real_defects_lie_in_the_tiled_envelope() -> None:
+    """Default mask and tiling settings: every ground-truth defect pixel is inferred."""
+    images = sorted((DATA / "test").glob("[!g]*/*.png"))
+    if not images:
+        pytest.skip(f"real rope photographs not found under {DATA}")
+    for path in images:
+        image = np.asarray(cv2.imread(str(path)))[:, :, ::-1].copy()
+        truth_path = DATA / "ground_truth" / path.parent.name / f"{path.stem}_mask.png"
+        truth = np.asarray(cv2.imread(str(truth_path), cv2.IMREAD_GRAYSCALE)) > 0
+        envelope = rope_envelope(grabcut_rope_mask(image).mask, 60)
+        grid = tile_grid(envelope, 128, 16, 0.02)
+        tiled = np.zeros(envelope.shape, bool)
+        for window in grid.windows:
+            tiled[window] = True
+        missed = int(np.count_nonzero(truth & ~(tiled & envelope)))
+        assert missed == 0, f"{path.parent.name}/{path.name}: {missed} px not inferred"
