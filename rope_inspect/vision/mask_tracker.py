@@ -154,6 +154,7 @@ class _Refresh:
     reference: EdgeReference | None
     reason: str
     seconds: float
+    envelope_px: int
 
 
 class RopeMaskTracker:
@@ -262,9 +263,9 @@ class RopeMaskTracker:
         reference = probe.reference(image, result.mask)
         if result.fallback is not None:
             self.fallbacks += 1
-        return _Refresh(
-            result.mask, envelope, reference, reason, time.perf_counter() - started
-        )
+        seconds = time.perf_counter() - started
+        pixels = int(np.count_nonzero(envelope))
+        return _Refresh(result.mask, envelope, reference, reason, seconds, pixels)
 
     def _adopt(self, refresh: _Refresh) -> np.ndarray:
         self.mask, self.envelope = refresh.mask, refresh.envelope
@@ -278,7 +279,7 @@ class RopeMaskTracker:
             version=self.version,
             frame=self.frames,
             ms=round(refresh.seconds * 1000, 1),
-            envelope_px=int(np.count_nonzero(refresh.envelope)),
+            envelope_px=refresh.envelope_px,
             edge_check=refresh.reference is not None,
         )
         return refresh.envelope
