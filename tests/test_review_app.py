@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from rope_inspect.errors import ConfigError
 from rope_inspect.review.app import ReviewSettings, create_app
 from rope_inspect.review.security import CSRF_COOKIE
 from rope_inspect.storage import DefectQuery, DefectRecord, StoreView
@@ -180,3 +181,15 @@ def test_counts_follow_verdicts(client: TestClient, store: Path) -> None:
     assert re.search(r'data-count="none">15<', page.text)
     only = client.get("/api/defects?verdict=false_alarm").json()
     assert {i["id"] for i in only["items"]} == set(ids[1:])
+
+
+def test_threshold_from_calibration_file(store: Path, tmp_path: Path) -> None:
+    calibration = tmp_path / "line.yaml"
+    calibration.write_text(
+        "line: line-a\npixel_threshold: 0.42\nimage_threshold: 0.6\nmm_per_px: 0.1\n"
+    )
+    app = create_app(ReviewSettings(store=store, calibration=calibration))
+    with TestClient(app, base_url=BASE) as client:
+        assert "threshold 0.42" in client.get("/").text
+    with pytest.raises(ConfigError):
+        create_app(ReviewSettings(store=store, calibration=tmp_path / "missing.yaml"))

@@ -21,6 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from rope_inspect.review import security
 from rope_inspect.review.routes import router
+from rope_inspect.review.views import calibration_threshold
 from rope_inspect.storage import StoreView
 
 HERE = Path(__file__).parent
@@ -80,10 +81,11 @@ def _install_guard(app: FastAPI, policy: security.AccessPolicy) -> None:
 def create_app(settings: ReviewSettings) -> FastAPI:
     """The review app over `settings.store`.
 
-    Raises ConfigError when the host is not loopback and there is no token, and
-    StoreError when the folder holds no store.
+    Raises ConfigError when the host is not loopback and there is no token or the
+    calibration file is unusable, and StoreError when the folder holds no store.
     """
     policy = security.AccessPolicy(settings.host, settings.token)
+    threshold = calibration_threshold(settings.calibration)
     view = StoreView.open(settings.store)
 
     @asynccontextmanager
@@ -101,6 +103,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     app.state.view = view
     app.state.settings = settings
     app.state.policy = policy
+    app.state.threshold = threshold
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     _install_guard(app, policy)

@@ -18,7 +18,7 @@ from pathlib import Path
 from rope_inspect.errors import ConfigError
 from rope_inspect.log import get_logger
 from rope_inspect.review import security
-from rope_inspect.review.views import threshold_of
+from rope_inspect.review.views import calibration_threshold, threshold_of
 from rope_inspect.storage import StoreView
 
 log = get_logger(__name__)
@@ -31,9 +31,10 @@ def export_command(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--size {args.size} is out of range", "use 32 to 4096 pixels"
         )
+    fixed = calibration_threshold(args.calibration)
     view = StoreView.open(Path(args.store))
     try:
-        threshold = threshold_of(view, args.calibration)
+        threshold = threshold_of(view, fixed)
         summary = export_dataset(
             view, Path(args.out), args.verdict, args.size, threshold
         )

@@ -7,6 +7,7 @@ carries the same token in a `<meta>` tag for the script and in each verdict form
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
@@ -22,6 +23,7 @@ from rope_inspect.storage.record import ID_PATTERN, VERDICTS
 
 log = get_logger(__name__)
 router = APIRouter()
+LOGIN_FAIL_DELAY_S = 0.5
 
 
 def _view(request: Request) -> StoreView:
@@ -57,7 +59,7 @@ def grid_page(request: Request) -> Response:
     view, settings = _view(request), request.app.state.settings
     form, query, errors = parse_filters(request.query_params, settings.page_size)
     page = view.list_defects(query)
-    threshold = threshold_of(view, settings.calibration)
+    threshold = threshold_of(view, request.app.state.threshold)
     context = {
         "form": form,
         "errors": errors,
@@ -163,6 +165,7 @@ async def login(request: Request) -> Response:
     if policy.token is not None and not policy.token_ok(str(form.get("token", ""))):
         client = request.client.host if request.client else "?"
         log.warning("review_login_failed", client=client)
+        await asyncio.sleep(LOGIN_FAIL_DELAY_S)  # slows guessing down
         return render(request, "login.html", {"next": target, "failed": True}, 401)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(

@@ -47,9 +47,18 @@ def reviewer_of(request: Request, given: str | None) -> str:
     return "reviewer"
 
 
-def threshold_of(view: StoreView, calibration: Path | None) -> float | None:
-    if calibration is not None:
-        return load_calibration(calibration).pixel_threshold
+def calibration_threshold(calibration: Path | None) -> float | None:
+    """The pixel threshold of a calibration file (ConfigError when it is unusable)."""
+    return (
+        None if calibration is None else load_calibration(calibration).pixel_threshold
+    )
+
+
+def threshold_of(view: StoreView, fixed: float | None) -> float | None:
+    """`fixed` (from --calibration), else the store's calibration meta, else the
+    threshold recorded with the newest defect, else None."""
+    if fixed is not None:
+        return fixed
     meta = view.get_meta("calibration")
     if isinstance(meta, dict) and isinstance(meta.get("pixel_threshold"), int | float):
         return float(meta["pixel_threshold"])
