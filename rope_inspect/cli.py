@@ -68,7 +68,10 @@ def _add_engine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--good", type=Path, required=True, help="defect-free images of the line")
     p.add_argument("--defects", type=Path, default=None, help="images with defects")
     p.add_argument("--false-rejects-per-km", type=float, default=1.0)
-    p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--out", type=Path, default=None,
+                   help="calibration file (default calibration/<line>.yaml)")
+    p.add_argument("--allow-extrapolation", action="store_true",
+                   help="with too few good images, fit a tail model to their top scores")
 
     p = sub.add_parser("build-engine", help="build a TensorRT plan (or optimise for ORT)")
     p.add_argument("--model", type=Path, required=True)
@@ -78,7 +81,12 @@ def _add_engine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opt-batch", type=int, default=None)
     p.add_argument("--workspace", type=int, default=1024, help="MiB")
     p.add_argument("--out", type=Path, default=Path("engines"))
-    p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--tolerance", type=float, default=0.05,
+                   help="largest anomaly map difference parity accepts")
+    p.add_argument("--calibration", type=Path, default=None,
+                   help="calibration file whose thresholds parity decides at")
+    p.add_argument("--parity-data", type=Path, default=None,
+                   help="rope photographs for parity tiles (default: found, else synthetic)")
 
 
 def _add_review(sub: argparse._SubParsersAction) -> None:
