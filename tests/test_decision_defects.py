@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -107,3 +108,15 @@ def test_finder_reuses_buffers_and_follows_a_new_envelope() -> None:
     assert second.blobs == () and second.score == pytest.approx(0.0)
     with pytest.raises(ValueError):
         finder.find(amap[:10], moved)
+
+
+def test_smoothing_the_envelope_box_equals_smoothing_the_frame() -> None:
+    rng = np.random.default_rng(3)
+    envelope = np.zeros((H, W), bool)
+    envelope[40:80, 30:250] = True
+    amap = (rng.random((H, W)) * envelope).astype(np.float32)
+    amap[60, 100] = 1.0
+    finder = DefectFinder(_calibration(pixel=0.99, image=0.99), _decision(sigma=2.0))
+    found = finder.find(amap, envelope)
+    full = cv2.GaussianBlur(amap, (13, 13), 2.0, borderType=cv2.BORDER_REPLICATE)
+    assert found.score == pytest.approx(float(full[envelope].max()), rel=1e-5)

@@ -9,6 +9,7 @@ masked maximum, in buffers reused from frame to frame.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -57,6 +58,9 @@ class DefectFinder:
         self._labels = np.zeros((0, 0), np.int32)
         self._envelope: np.ndarray | None = None
         self._envelope_u8 = np.zeros((0, 0), np.uint8)
+        self._roi: tuple[slice, slice] = (slice(0, 0), slice(0, 0))
+        sigma = decision_cfg.smoothing_sigma_px
+        self._radius = math.ceil(3 * sigma) if sigma > 0 else 0  # kernel +-3 sigma
 
     def _buffers(self, anomaly_map: np.ndarray, envelope: np.ndarray) -> None:
         if self._smoothed.shape != anomaly_map.shape:
@@ -66,15 +70,34 @@ class DefectFinder:
         if envelope is not self._envelope:
             self._envelope_u8 = envelope.astype(np.uint8)
             self._envelope = envelope
+            self._roi = self._smoothing_roi(envelope)
+            self._smoothed.fill(0.0)
+
+    def _smoothing_roi(self, envelope: np.ndarray) -> tuple[slice, slice]:
+        """The envelope's bounding box widened by the kernel radius: smoothing there
+        gives, inside the envelope, what smoothing the whole map would give."""
+        rows, cols = (
+            np.flatnonzero(envelope.any(axis=1)),
+            np.flatnonzero(envelope.any(0)),
+        )
+        if rows.size == 0:
+            return (slice(0, 0), slice(0, 0))
+        pad, (height, width) = self._radius, envelope.shape
+        return (
+            slice(max(0, rows[0] - pad), min(height, rows[-1] + 1 + pad)),
+            slice(max(0, cols[0] - pad), min(width, cols[-1] + 1 + pad)),
+        )
 
     def _smooth(self, anomaly_map: np.ndarray) -> np.ndarray:
-        sigma = self.cfg.smoothing_sigma_px
-        if sigma <= 0:
+        """Gaussian of the map over the envelope's box (0 elsewhere: never read)."""
+        if self._radius == 0:
             return anomaly_map
-        cv2.GaussianBlur(
-            anomaly_map, (0, 0), sigma, dst=self._smoothed,
-            borderType=cv2.BORDER_REPLICATE,
-        )  # fmt: skip
+        roi, size = self._roi, 2 * self._radius + 1
+        if roi[0].stop > roi[0].start:
+            cv2.GaussianBlur(
+                anomaly_map[roi], (size, size), self.cfg.smoothing_sigma_px,
+                dst=self._smoothed[roi], borderType=cv2.BORDER_REPLICATE,
+            )  # fmt: skip
         return self._smoothed
 
     def find(self, anomaly_map: np.ndarray, envelope: np.ndarray) -> FrameDefects:
