@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import structlog
 
 from rope_inspect.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """`main` binds logging to this test's captured stderr; undo it afterwards."""
+    yield
+    structlog.reset_defaults()
 
 
 def test_validate_config_prints_ok_and_a_summary(capsys) -> None:

@@ -3,6 +3,7 @@ errors, a hung engine call (watchdog and /healthz). Each run is real and bounded
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_service_daemon import make_config, other_threads
+from test_service_daemon import make_config, other_threads, spot_engine
 
 from rope_inspect.acquisition.base import open_source
 from rope_inspect.engine.loader import load_engine
@@ -28,6 +29,7 @@ from rope_inspect.service.injection import (
     export_tiny_model,
 )
 from rope_inspect.service.notify import SystemdNotifier
+from rope_inspect.storage import files
 
 
 @pytest.fixture(scope="session")
@@ -203,3 +205,51 @@ def test_hung_engine_stops_watchdog_pings_and_fails_healthz(
         runner.join(30.0)
     assert not runner.is_alive()
     assert daemon.watchdog.withheld >= 1
+
+
+def _wait(condition, seconds: float = 60.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_disk_full_keeps_inspecting_and_rejecting_then_writes_the_backlog(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = files.write_atomic
+    disk = {"full": True}
+
+    def write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
+        if disk["full"]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real_write(path, data, sync)
+
+    monkeypatch.setattr(files, "write_atomic", write_atomic)
+    cfg = make_config(
+        tmp_path,
+        tiny_model,
+        reject={"actuator_distance_m": 0.01},
+        store={"retry_backoff_s": (0.02, 0.1)},
+    )
+    daemon = Daemon(cfg, engine=spot_engine(cfg, every=2))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        _wait(lambda: daemon.snapshot().get("store_alarm") == 1)
+        _wait(lambda: daemon.snapshot().get("rejects_fired", 0) >= 2)
+        during = daemon.snapshot()
+        assert during["store_pending"] >= 1
+        assert during["store_written"] == 0
+        inspected = during["frames_inspected"]
+        _wait(lambda: daemon.snapshot()["frames_inspected"] > inspected + 2)
+
+        disk["full"] = False
+        _wait(lambda: daemon.snapshot()["store_alarm"] == 0)
+    finally:
+        daemon.request_stop("test")
+        runner.join(60.0)
+    summary = daemon.summary()
+    assert summary["stored"] == summary["defects"] >= 2
+    assert summary["store"]["unwritten"] == []
+    assert summary["accounting_ok"]

@@ -1,0 +1,104 @@
+"""`rope-inspect run`: bounded runs from the command line, the report, user errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+import yaml
+from test_service_daemon import make_config
+
+from rope_inspect.cli import main
+from rope_inspect.service.injection import export_tiny_model
+from rope_inspect.service.report import status_text
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> Iterator[None]:
+    """`main` binds logging to this test's captured stderr; undo it afterwards."""
+    yield
+    structlog.reset_defaults()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny exported model of test_service_daemon (one export per session)."""
+    pytest.importorskip("torch")
+    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
+
+
+def _config_file(tmp_path: Path, model: Path, **changes) -> Path:
+    cfg = make_config(tmp_path, model, **changes)
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    return path
+
+
+def test_run_max_frames_prints_summary_and_writes_report(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config_file(tmp_path, tiny_model)
+    report = tmp_path / "out" / "report.json"
+    code = main(
+        ["run", "--config", str(config), "--max-frames", "4", "--report", str(report)]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "stopped by max_frames" in out
+    assert "ground truth (synthetic line" in out
+    summary = json.loads(report.read_text())
+    assert summary["frames"]["inspected"] >= 4
+    assert summary["accounting_ok"]
+    assert summary["config"] == str(config)
+
+
+def test_run_duration_stops_on_time(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config_file(tmp_path, tiny_model)
+    assert main(["run", "--config", str(config), "--duration", "1.5"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped by duration" in out
+
+
+def test_run_without_the_engine_file_says_how_to_make_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config_file(tmp_path, tmp_path / "missing.onnx")
+    code = main(["run", "--config", str(config), "--max-frames", "1"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.onnx does not exist" in err
+    assert "rope-inspect export" in err
+    assert not (tmp_path / "store" / ".lock").exists() or code == 2
+
+
+def test_status_line_shows_rates_drops_defects_and_faults() -> None:
+    snap = {
+        "frames_acquired": 120,
+        "frames_inspected": 100,
+        "frames_dropped": 20,
+        "fps": 19.5,
+        "tiles": 1200,
+        "defects": 3,
+        "latency_ms": {"total": 41.2},
+        "frames_quality_skipped": 2,
+        "fault_conditions": {"camera_lost": "unplugged"},
+        "store_alarm": 1,
+    }
+    text = status_text(snap)
+    for part in (
+        "frames 120",
+        "fps 19.5",
+        "drops 20",
+        "tiles/frame 12.0",
+        "defects 3",
+        "latency 41 ms",
+        "not inspected 2",
+        "FAULT camera_lost",
+        "STORE ALARM",
+    ):
+        assert part in text
