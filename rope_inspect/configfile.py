@@ -82,7 +82,9 @@ def _walk(model: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], list[str] 
 def _describe_error(
     path: Path, root: yaml.Node | None, err: dict[str, Any], model: Any = None
 ) -> str:
-    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc = tuple(
+        p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
     loc, allowed = _walk(model, loc)
     value = err.get("input")
     if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
@@ -108,7 +110,8 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ConfigError(
-            f"config file {path} does not exist", "check the path; examples are in configs/"
+            f"config file {path} does not exist",
+            "check the path; examples are in configs/",
         ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
@@ -122,12 +125,14 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys, not {type(data).__name__}")
+        raise ConfigError(
+            f"{path} must hold a mapping of keys, not {type(data).__name__}"
+        )
     return data, root
 
 
 def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
-    """Validate the YAML file at `path` against `model`; raise ConfigError with lines."""
+    """Validate the YAML file at `path` against `model`; ConfigError names lines."""
     path = Path(path)
     data, root = load_yaml(path)
     try:

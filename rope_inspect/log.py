@@ -14,12 +14,24 @@ from typing import Any
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is now (pytest and daemons may swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def _want_json(fmt: str) -> bool:
     if fmt == "json":
         return True
     if fmt == "console":
         return False
-    under_systemd = bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID"))
+    under_systemd = bool(
+        os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID")
+    )
     return under_systemd or not sys.stderr.isatty()
 
 
@@ -40,7 +52,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)
