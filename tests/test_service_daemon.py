@@ -61,6 +61,8 @@ def make_config(
             "service": {"stop_timeout_s": 20.0},
         },
     )
+    if "kind" in changes.get("source", {}):
+        data["source"] = {}  # another kind of source: start from its defaults
     _merge(data, changes)
     return InspectConfig.model_validate(data)
 
