@@ -124,6 +124,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if not summary.get("accounting_ok", True):
         lines.append(f"  ACCOUNTING MISMATCH: {summary.get('accounting')}")
+    recovery = summary.get("store_recovery") or {}
+    if recovery and not recovery.get("clean", True):
+        lines.append(
+            f"  store repaired at start: {len(recovery['lost'])} defect(s) lost in a "
+            f"crash, {recovery['reindexed']} re-indexed, "
+            f"{recovery['temp_files_removed']} half-written file(s) removed"
+        )
     truth = summary.get("ground_truth")
     if truth:
         lines.extend(_truth_lines(truth))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rope_inspect.service.daemon import Daemon
+    from rope_inspect.service.parts import Parts
 
 
 def build_snapshot(daemon: Daemon) -> dict[str, Any]:
@@ -67,6 +68,21 @@ def _accounting(snap: dict[str, Any], left_in_ring: int) -> dict[str, Any]:
         "taken": taken,
         "outcomes": outcomes,
         "ok": written == accounted and taken == outcomes,
+    }
+
+
+def _recovery(parts: Parts) -> dict[str, Any]:
+    """What the store repaired when it was opened (after a crash: the lost tail)."""
+    found = parts.store.recovery
+    return {
+        "clean": found.clean,
+        "temp_files_removed": found.temp_removed,
+        "files_removed": found.files_removed,
+        "reindexed": len(found.reindexed),
+        "lost": [
+            {"id": d.id, "reason": d.reason, "position_m": d.position_m}
+            for d in found.lost
+        ],
     }
 
 
@@ -133,6 +149,8 @@ def build_summary(daemon: Daemon) -> dict[str, Any]:
             t.name for t in threading.enumerate() if t is not threading.main_thread()
         ),
     }
+    if parts is not None:
+        summary["store_recovery"] = _recovery(parts)
     if parts is not None and parts.scorer is not None:
         summary["ground_truth"] = parts.scorer.report()
     summary["clean_exit"] = bool(
