@@ -69,7 +69,7 @@ def _add_engine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defects", type=Path, default=None, help="images with defects")
     p.add_argument("--false-rejects-per-km", type=float, default=1.0)
     p.add_argument("--out", type=Path, default=None,
-                   help="calibration file (default calibration/<line>.yaml)")
+                   help="calibration file to write (default: the one the config reads)")
     p.add_argument("--allow-extrapolation", action="store_true",
                    help="with too few good images, fit a tail model to their top scores")
 

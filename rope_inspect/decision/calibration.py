@@ -33,7 +33,27 @@ class Calibration(StrictModel):
     )
     good_images: int = Field(default=0, ge=0)
     target_false_rejects_per_km: float | None = None
-    margin_to_nearest_defect: float | None = None
+    margin_to_nearest_defect: float | None = Field(
+        default=None,
+        description="weakest defect image's score minus the image threshold",
+    )
+    threshold_method: str = Field(
+        default="",
+        description="empirical (shown by the good images) or tail-fit (extrapolated)",
+    )
+    frames_per_km: float | None = Field(
+        default=None, gt=0, description="frames per km of rope"
+    )
+    false_alarm_per_frame: float | None = Field(
+        default=None, ge=0, le=1, description="allowed false alarms per frame"
+    )
+    defect_images: int = Field(default=0, ge=0)
+    defect_recall: float | None = Field(
+        default=None, ge=0, le=1, description="defect images at the image threshold"
+    )
+    rope_width_px: float | None = Field(
+        default=None, gt=0, description="median rope width across its axis (mask)"
+    )
     notes: str = ""
 
 
