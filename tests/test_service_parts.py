@@ -23,6 +23,7 @@ from rope_inspect.service.groundtruth import (
 )
 from rope_inspect.service.notify import HealthMonitor
 from rope_inspect.service.quality import ImageQualityCheck
+from rope_inspect.service.stats import RateMeter, StageTimes
 
 SHAPE = (64, 96, 3)
 
@@ -247,3 +248,24 @@ def test_monitored_source_beats_and_lossless_gate_prevents_drops() -> None:
     assert ring.stats().dropped == 0
     assert health.snapshot()["acquisition"]["beats"] >= 3
     assert source.waits > 0
+
+
+def test_rate_meter_and_stage_times() -> None:
+    now = [0.0]
+    meter = RateMeter(window_s=2.0, clock=lambda: now[0])
+    assert meter.value == 0.0
+    for second in range(6):
+        now[0] = float(second)
+        meter.sample(10 * second)  # 10 frames per second
+    assert meter.value == pytest.approx(10.0)
+    now[0] = 6.0
+    meter.sample(50)  # a stall: only 0 frames in the last second
+    assert meter.value < 10.0
+
+    seen: list[tuple[str, float]] = []
+    times = StageTimes(sink=lambda stage, s: seen.append((stage, s)))
+    times.observe("engine", 0.010)
+    times.observe("engine", 0.030)
+    assert 10.0 < times.average_ms()["engine"] < 30.0
+    assert times.max_ms()["engine"] == pytest.approx(30.0)
+    assert [stage for stage, _ in seen] == ["engine", "engine"]

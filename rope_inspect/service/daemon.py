@@ -136,6 +136,7 @@ class Daemon:
         next_status = time.monotonic() + period
         while not self.stop_event.wait(POLL_S):
             now = time.monotonic()
+            self.rate.sample(self.counters.get("frames_inspected"))
             if (
                 limits.duration_s is not None
                 and now - self.started_s >= limits.duration_s

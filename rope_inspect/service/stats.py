@@ -125,7 +125,10 @@ class Counters:
 
 
 class RateMeter:
-    """Events per second over a sliding window of (time, count) samples."""
+    """Events per second over a sliding window of (time, count) samples.
+
+    One thread samples the running total (`sample`), any thread reads `value`.
+    """
 
     def __init__(
         self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic
@@ -135,13 +138,20 @@ class RateMeter:
         self._samples: deque[tuple[float, int]] = deque()
         self._lock = threading.Lock()
 
-    def rate(self, count: int) -> float:
-        """Record the current total `count`; return the rate over the window."""
+    def sample(self, count: int) -> None:
+        """Record the running total `count` now."""
         now = self._clock()
         with self._lock:
             self._samples.append((now, count))
             while len(self._samples) > 2 and now - self._samples[0][0] > self.window_s:
                 self._samples.popleft()
-            first_t, first_count = self._samples[0]
-        span = now - first_t
-        return (count - first_count) / span if span > 0 else 0.0
+
+    @property
+    def value(self) -> float:
+        """The rate over the window (0 before two samples)."""
+        with self._lock:
+            if len(self._samples) < 2:
+                return 0.0
+            (first_t, first), (last_t, last) = self._samples[0], self._samples[-1]
+        span = last_t - first_t
+        return (last - first) / span if span > 0 else 0.0

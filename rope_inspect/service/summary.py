@@ -19,7 +19,7 @@ def build_snapshot(daemon: Daemon) -> dict[str, Any]:
     """Counters and gauges of every stage now."""
     counts = daemon.counters.snapshot()
     snap: dict[str, Any] = dict(counts)
-    snap["fps"] = round(daemon.rate.rate(counts.get("frames_inspected", 0)), 2)
+    snap["fps"] = round(daemon.rate.value, 2)
     snap["latency_ms"] = daemon.times.average_ms()
     snap["fault_active"] = int(daemon.faults.active)
     snap["fault_conditions"] = daemon.faults.conditions()
