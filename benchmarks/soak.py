@@ -70,7 +70,8 @@ def soak_config(args: argparse.Namespace, scratch: Path) -> InspectConfig:
         data["engine"]["model"] = export_tiny_model(scratch / "tiny.onnx")
         data["calibration"] = scratch / "calibration.yaml"
         (scratch / "calibration.yaml").write_text(
-            "line: demo\npixel_threshold: 0.9\nimage_threshold: 0.9\nmm_per_px: 0.16667\n"
+            "line: demo\npixel_threshold: 0.9\nimage_threshold: 0.9\n"
+            "mm_per_px: 0.16667\n"
         )
     return InspectConfig.model_validate(data)
 
