@@ -81,7 +81,7 @@ def default_data_root() -> Path | None:
     return None
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
         raise EngineError(f"cannot read parity image {path}", "check the data folder")
@@ -120,12 +120,12 @@ def real_rope_tiles(root: Path, tile: int, count: int) -> np.ndarray:
         image_path = root / "test" / mask_path.parent.name / mask_path.name[:-9]
         centre = _defect_centre(mask_path)
         if centre is not None and image_path.with_suffix(".png").exists():
-            image = _read_rgb(image_path.with_suffix(".png"))
+            image = read_rgb(image_path.with_suffix(".png"))
             tiles.append(_cut(image, centre[0], centre[1], tile))
     good = sorted((root / "validation" / "good").glob("*.png"))
     index = 0
     while len(tiles) < count and good:
-        image = _read_rgb(good[index % len(good)])
+        image = read_rgb(good[index % len(good)])
         cx = tile // 2 + (index * 97) % max(image.shape[1] - tile, 1)
         tiles.append(_cut(image, _rope_row(image), cx, tile))
         index += 1
