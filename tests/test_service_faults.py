@@ -253,3 +253,20 @@ def test_disk_full_keeps_inspecting_and_rejecting_then_writes_the_backlog(
     assert summary["stored"] == summary["defects"] >= 2
     assert summary["store"]["unwritten"] == []
     assert summary["accounting_ok"]
+
+
+def test_frames_the_source_refuses_raise_the_image_quality_alarm(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg = make_config(tmp_path, tiny_model)
+    source = MalformedFrames(
+        open_source(cfg.source, cfg.line), {3: "truncated", 4: "truncated"}
+    )
+
+    summary = Daemon(cfg, source=source, lossless=True).run(RunLimits(max_frames=12))
+
+    assert summary["frames"]["skipped_by_source"] == 2
+    assert summary["image_quality_alarms"] == 1
+    assert _history(summary, "source_frames") == [True, False]
+    assert summary["frames"]["acquired"] == source.frames - 2
+    assert summary["accounting_ok"]

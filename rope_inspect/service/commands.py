@@ -14,6 +14,7 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -118,9 +119,9 @@ def validate_config_command(args: argparse.Namespace) -> int:
 
 
 class _StopOnSignal:
-    """SIGINT/SIGTERM set the daemon's stop event; a second SIGINT aborts."""
+    """SIGINT/SIGTERM ask the daemon to stop (it drains); a second SIGINT aborts."""
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, stop: Callable[[str], None]) -> None:
         self.stop = stop
         self.received: str | None = None
         self._previous: dict[int, Any] = {}
@@ -131,7 +132,7 @@ class _StopOnSignal:
             raise KeyboardInterrupt
         self.received = name
         log.info("stop_requested", signal=name)
-        self.stop.set()
+        self.stop(name)
 
     def __enter__(self) -> _StopOnSignal:
         if threading.current_thread() is threading.main_thread():
@@ -157,9 +158,8 @@ def run_command(args: argparse.Namespace) -> int:
     limits = RunLimits(max_frames=args.max_frames, duration_s=args.duration)
     show_status = sys.stderr.isatty() and not args.no_status
     daemon = Daemon(cfg, config_path=args.config)
-    with _StopOnSignal(daemon.stop_event) as signals:
+    with _StopOnSignal(daemon.request_stop):
         summary = daemon.run(limits, status_line=show_status)
-    summary["stopped_by"] = signals.received or summary.get("stopped_by")
     print(format_summary(summary))
     if args.report is not None:
         args.report.parent.mkdir(parents=True, exist_ok=True)

@@ -79,6 +79,8 @@ class Daemon:
         self._injected_source = source
         self._injected_engine = engine
         self._shutdown_report: dict[str, Any] | None = None
+        self._seen_skips = 0
+        self._seen_inspected = 0
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -137,6 +139,7 @@ class Daemon:
         while not self.stop_event.wait(POLL_S):
             now = time.monotonic()
             self.rate.sample(self.counters.get("frames_inspected"))
+            self._watch_acquisition(parts)
             if (
                 limits.duration_s is not None
                 and now - self.started_s >= limits.duration_s
@@ -152,6 +155,24 @@ class Daemon:
         if terminal is not None:
             terminal.clear()
 
+    def _watch_acquisition(self, parts: Parts) -> None:
+        """Frames the source had to skip (truncated, wrong size, unknown pixel
+        format) raise the image-quality alarm; a finished replay is not a stuck stage.
+        """
+        stats = parts.acquirer.stats()
+        if stats.finished:
+            self.health.finish("acquisition")
+        inspected = self.counters.get("frames_inspected")
+        new_skips = stats.skipped - self._seen_skips
+        if new_skips and "source_frames" not in self.faults.conditions():
+            self.counters.add("image_quality_alarms")
+            detail = f"source skipped frames: {parts.source.counters}"
+            log.error("image_quality_alarm", reason="source_skipped", skipped=new_skips)
+            self.faults.set("source_frames", True, detail)
+        elif not new_skips and inspected > self._seen_inspected:
+            self.faults.set("source_frames", False)
+        self._seen_skips, self._seen_inspected = stats.skipped, inspected
+
     def _report_status(self, terminal: TerminalStatus | None) -> None:
         text = status_text(self.snapshot())
         self.notifier.status(text)
@@ -166,6 +187,7 @@ class Daemon:
             return self._shutdown_report
         self.request_stop("shutdown")
         self.notifier.stopping(f"stopping ({self.stopped_by}): draining")
+        self.health.finish("acquisition")  # stopped on purpose: not a stuck stage
         deadline = time.monotonic() + self.cfg.service.stop_timeout_s
         report: dict[str, Any] = {}
         if self.parts is not None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from rope_inspect.acquisition.base import FrameInfo, FrameSource
+from rope_inspect.acquisition.base import FrameInfo, FrameSkipped, FrameSource
 from rope_inspect.engine.sidecar import sidecar_path
 from rope_inspect.errors import EngineError, SourceError, SourceLost
 
@@ -86,7 +86,11 @@ class FlakySource:
 
 
 class MalformedFrames:
-    """Overwrites chosen frames (by count from 0) with black or saturated images."""
+    """Makes chosen frames (by count from 0) black, saturated or truncated.
+
+    Black and saturated frames reach the ring (a lighting failure); a truncated one
+    is refused by the source itself with FrameSkipped, as a camera driver would.
+    """
 
     def __init__(self, inner: FrameSource, bad: dict[int, str]) -> None:
         self.inner = inner
@@ -116,14 +120,16 @@ class MalformedFrames:
             return None
         kind = self.bad.get(self.frames)
         self.frames += 1
+        if kind is not None:
+            self.injected[kind] = self.injected.get(kind, 0) + 1
+        if kind == "truncated":
+            raise FrameSkipped("truncated")
         if kind == "black":
             slot.fill(0)
         elif kind == "saturated":
             slot.fill(255)
         elif kind is not None:
             raise ValueError(f"unknown malformed frame kind {kind!r}")
-        if kind is not None:
-            self.injected[kind] = self.injected.get(kind, 0) + 1
         return info
 
     def close(self) -> None:

@@ -32,6 +32,7 @@ COUNTERS = (
     "frames_inspected",
     "frames_uninspected",
     "frames_quality_skipped",
+    "frames_without_rope",
     "image_quality_alarms",
     "engine_errors",
     "engine_nan",
