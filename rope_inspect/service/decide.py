@@ -256,7 +256,7 @@ class DefectOutputs:
         self.counters.add("defects", len(emitted))
         return len(emitted)
 
-    def shutdown(self) -> dict[str, Any]:
+    def shutdown(self, flush: bool = True) -> dict[str, Any]:
         """Stop the scheduler (pending rejects: not fired), then flush the tracker.
 
         The defects still open at shutdown are emitted after the scheduler closed:
@@ -269,7 +269,7 @@ class DefectOutputs:
             if record_id in lost_ids:
                 self.store.set_reject_state(record_id, "not_fired")
                 del self._rejects[record_id]
-        flushed = self.flush()
+        flushed = self.flush() if flush else 0
         not_fired = self.scheduler.stats().not_fired
         return {"flushed_defects": flushed, "rejects_not_fired": not_fired}
 

@@ -74,7 +74,10 @@ class Parts:
             self.inspector.join(min(2.0, left()))
         report["inspector_drained"] = drained
         report["left_in_ring"] = self.ring.stats().pending
-        report.update(self.decision.shutdown())
+        stuck = self.inspector.alive  # still inside an engine call: leave it be
+        if stuck:
+            log.error("inspection_stuck_at_stop", note="open defects not flushed")
+        report.update(self.decision.shutdown(flush=not stuck))
         for output in self.reject_outputs + self.fault_outputs:
             _quietly("output_close", output.close)
         store = self.store.close(timeout_s=max(0.5, left()))
