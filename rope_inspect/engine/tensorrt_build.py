@@ -270,6 +270,20 @@ def _save_timing_cache(config: Any, path: Path) -> None:
     tmp.replace(path)
 
 
+def _build(
+    trt: Any, builder: Any, network: Any, config: Any, progress: BuildProgress
+) -> tuple[Any, float]:
+    """Run the build with the progress display; (serialised plan or None, seconds)."""
+    monitor = make_progress_monitor(trt, progress)  # must outlive the build
+    config.progress_monitor = monitor
+    start = time.monotonic()
+    try:
+        serialized = builder.build_serialized_network(network, config)
+    finally:
+        progress.close()
+    return serialized, time.monotonic() - start
+
+
 def build_plan(trt: Any, req: BuildRequest, progress: BuildProgress) -> BuildResult:
     """Parse, configure and build; return the serialised plan and what was kept FP32."""
     path = precision_path(trt.__version__, req.precision)
@@ -280,20 +294,14 @@ def build_plan(trt: Any, req: BuildRequest, progress: BuildProgress) -> BuildRes
         if path.mode == "fp16-strongly-typed":
             onnx_path = Path(tmp) / "mixed-fp16.onnx"
             kept = mixed_precision_onnx(req.onnx_path, onnx_path)
+        # the parser owns the weights: it stays alive until the build is done
         network, _parser = _parse_onnx(trt, logger, builder, onnx_path)
         if path.mode == "fp16-builder-flag":
             kept = pin_fp32_layers(trt, network)
         config = _configure(trt, builder, req, path)
-        monitor = make_progress_monitor(trt, progress)
-        config.progress_monitor = monitor
-        start = time.monotonic()
-        serialized = builder.build_serialized_network(network, config)
-        seconds = time.monotonic() - start
-    progress.close()
+        serialized, seconds = _build(trt, builder, network, config, progress)
     if serialized is None:
-        reason = (
-            "cancelled" if progress.cancelled else "failed (see the messages above)"
-        )
+        reason = "cancelled" if progress.cancelled else "failed (see messages above)"
         raise EngineError(
             f"TensorRT build {reason}",
             "a larger --workspace or a smaller --max-batch often helps on a Jetson",
