@@ -1,7 +1,8 @@
 """The `rope-inspect` command line: one subcommand per job.
 
-Each subcommand lives in the module of its part (`training.commands`, `service.commands`,
-...) and is imported only when used, so `rope-inspect run` does not import torch.
+Each subcommand lives in the module of its part (`training.commands`,
+`service.commands`, ...) and is imported only when used, so `rope-inspect run` does
+not import torch.
 A `RopeInspectError` is printed with its hint and exits non-zero without a traceback.
 """
 
@@ -17,7 +18,8 @@ from rope_inspect import __version__
 from rope_inspect.errors import RopeInspectError
 from rope_inspect.log import configure_logging
 
-# subcommand -> "module:function"; each function takes the parsed args, returns an exit code
+# subcommand -> "module:function"; the function takes the parsed args, returns the
+# exit code
 COMMANDS: dict[str, str] = {
     "run": "rope_inspect.service.commands:run_command",
     "validate-config": "rope_inspect.service.commands:validate_config_command",
@@ -35,7 +37,9 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
     p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
     p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
-    p.add_argument("--report", type=Path, default=None, help="write the summary JSON here")
+    p.add_argument(
+        "--report", type=Path, default=None, help="write the summary JSON here"
+    )
     p.add_argument("--no-status", action="store_true", help="no live status line")
 
     p = sub.add_parser("validate-config", help="check a daemon config file")
@@ -45,14 +49,25 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 def _add_model(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train the anomaly model")
     p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<name>)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. model.aspp=false")
+    p.add_argument(
+        "--out", type=Path, default=None, help="run folder (default runs/<name>)"
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. model.aspp=false",
+    )
 
     p = sub.add_parser("eval", help="evaluate a trained model on a test set")
     p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
-    p.add_argument("--data", type=Path, default=None, help="dataset root (default: config)")
+    p.add_argument(
+        "--data", type=Path, default=None, help="dataset root (default: config)"
+    )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True)
 
@@ -65,15 +80,26 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
 def _add_engine(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("calibrate", help="set thresholds and scale for a line")
     p.add_argument("--config", type=Path, required=True)
-    p.add_argument("--good", type=Path, required=True, help="defect-free images of the line")
+    p.add_argument(
+        "--good", type=Path, required=True, help="defect-free images of the line"
+    )
     p.add_argument("--defects", type=Path, default=None, help="images with defects")
     p.add_argument("--false-rejects-per-km", type=float, default=1.0)
-    p.add_argument("--out", type=Path, default=None,
-                   help="calibration file to write (default: the one the config reads)")
-    p.add_argument("--allow-extrapolation", action="store_true",
-                   help="with too few good images, fit a tail model to their top scores")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="calibration file to write (default: the one the config reads)",
+    )
+    p.add_argument(
+        "--allow-extrapolation",
+        action="store_true",
+        help="with too few good images, fit a tail model to their top scores",
+    )
 
-    p = sub.add_parser("build-engine", help="build a TensorRT plan (or optimise for ORT)")
+    p = sub.add_parser(
+        "build-engine", help="build a TensorRT plan (or optimise for ORT)"
+    )
     p.add_argument("--model", type=Path, required=True)
     p.add_argument("--precision", choices=["fp16", "fp32"], default="fp16")
     p.add_argument("--backend", choices=["tensorrt", "onnxruntime"], default="tensorrt")
@@ -81,12 +107,24 @@ def _add_engine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--opt-batch", type=int, default=None)
     p.add_argument("--workspace", type=int, default=1024, help="MiB")
     p.add_argument("--out", type=Path, default=Path("engines"))
-    p.add_argument("--tolerance", type=float, default=0.05,
-                   help="largest anomaly map difference parity accepts")
-    p.add_argument("--calibration", type=Path, default=None,
-                   help="calibration file whose thresholds parity decides at")
-    p.add_argument("--parity-data", type=Path, default=None,
-                   help="rope photographs for parity tiles (default: found, else synthetic)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=0.05,
+        help="largest anomaly map difference parity accepts",
+    )
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="calibration file whose thresholds parity decides at",
+    )
+    p.add_argument(
+        "--parity-data",
+        type=Path,
+        default=None,
+        help="rope photographs for parity tiles (default: found, else synthetic)",
+    )
 
 
 def _add_review(sub: argparse._SubParsersAction) -> None:
@@ -95,23 +133,35 @@ def _add_review(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--token", default=None, help="access token (or ROPE_INSPECT_TOKEN)")
-    p.add_argument("--calibration", type=Path, default=None,
-                   help="calibration file: threshold for the score histogram and masks")
+    p.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="calibration file: threshold for the score histogram and masks",
+    )
     rsub = p.add_subparsers(dest="review_action")
     e = rsub.add_parser("export", help="write verdicts as an MVTec-layout dataset")
     e.add_argument("--verdict", choices=["false-alarm", "defect", "all"], default="all")
     e.add_argument("--out", type=Path, required=True)
-    e.add_argument("--size", type=int, default=256, help="side of the square images (px)")
+    e.add_argument(
+        "--size", type=int, default=256, help="side of the square images (px)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="rope-inspect", description="Inspection daemon for fibre-rope production lines."
+        prog="rope-inspect",
+        description="Inspection daemon for fibre-rope production lines.",
     )
-    parser.add_argument("--version", action="version", version=f"rope-inspect {__version__}")
-    parser.add_argument("--log-format", choices=["auto", "console", "json"], default=None)
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
-                        default=None)
+    parser.add_argument(
+        "--version", action="version", version=f"rope-inspect {__version__}"
+    )
+    parser.add_argument(
+        "--log-format", choices=["auto", "console", "json"], default=None
+    )
+    parser.add_argument(
+        "--log-level", choices=["debug", "info", "warning", "error"], default=None
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(sub)
     _add_model(sub)

@@ -18,16 +18,25 @@ from rope_inspect.configfile import StrictModel, load_config
 class LineConfig(StrictModel):
     """The production line this inspector watches."""
 
-    name: str = Field("demo", pattern=r"^[A-Za-z0-9_.-]+$", description="line id, used in file names")
+    name: str = Field(
+        "demo", pattern=r"^[A-Za-z0-9_.-]+$", description="line id, used in file names"
+    )
     rope_axis: Literal["horizontal", "vertical"] = Field(
         "horizontal", description="direction the rope runs through the image"
     )
-    speed_m_per_s: float = Field(0.5, gt=0, le=50, description="rope speed past the camera")
-    rope_diameter_mm: float = Field(10.0, gt=0, le=200, description="nominal rope diameter")
-    encoder: Literal["none", "camera_chunk", "modbus"] = Field(
-        "none", description="where the rope position comes from; 'none' integrates speed"
+    speed_m_per_s: float = Field(
+        0.5, gt=0, le=50, description="rope speed past the camera"
     )
-    encoder_counts_per_m: float = Field(1000.0, gt=0, description="encoder counts per metre")
+    rope_diameter_mm: float = Field(
+        10.0, gt=0, le=200, description="nominal rope diameter"
+    )
+    encoder: Literal["none", "camera_chunk", "modbus"] = Field(
+        "none",
+        description="where the rope position comes from; 'none' integrates speed",
+    )
+    encoder_counts_per_m: float = Field(
+        1000.0, gt=0, description="encoder counts per metre"
+    )
     image_travel: Literal["negative", "positive"] = Field(
         "negative",
         description="way the rope moves in the image: negative = towards x = 0 (right "
@@ -36,7 +45,7 @@ class LineConfig(StrictModel):
 
 
 class SyntheticSourceConfig(StrictModel):
-    """A procedurally rendered moving three-strand rope with known defects (the demo)."""
+    """A rendered moving three-strand rope with defects of known place (the demo)."""
 
     kind: Literal["synthetic"]
     width: int = Field(640, ge=64, le=8192)
@@ -45,7 +54,9 @@ class SyntheticSourceConfig(StrictModel):
     px_per_mm: float = Field(6.0, gt=0, description="image scale of the rendered rope")
     defects_per_m: float = Field(2.0, ge=0, le=100, description="mean defect rate")
     seed: int = Field(0, description="random seed: same seed, same rope")
-    realtime: bool = Field(True, description="pace frames at fps; false renders flat out")
+    realtime: bool = Field(
+        True, description="pace frames at fps; false renders flat out"
+    )
 
 
 class ReplaySourceConfig(StrictModel):
@@ -55,16 +66,22 @@ class ReplaySourceConfig(StrictModel):
     path: Path = Field(description="folder of images or a video file")
     fps: float = Field(10.0, gt=0, le=1000)
     loop: bool = Field(False, description="start again at the end instead of stopping")
-    realtime: bool = Field(True, description="pace frames at fps; false replays flat out")
+    realtime: bool = Field(
+        True, description="pace frames at fps; false replays flat out"
+    )
 
 
 class GenICamSourceConfig(StrictModel):
     """A GenICam camera through harvesters and a vendor's GenTL producer."""
 
     kind: Literal["genicam"]
-    cti: Path = Field(description="path to the GenTL producer (.cti) of the camera vendor")
+    cti: Path = Field(
+        description="path to the GenTL producer (.cti) of the camera vendor"
+    )
     camera: str | int = Field(0, description="serial number, user id, model or index")
-    pixel_format: str | None = Field(None, description="PixelFormat to set; None keeps it")
+    pixel_format: str | None = Field(
+        None, description="PixelFormat to set; None keeps it"
+    )
     exposure_us: float | None = Field(None, gt=0)
     gain_db: float | None = Field(None, ge=0)
     frame_rate: float | None = Field(None, gt=0)
@@ -90,19 +107,28 @@ SourceConfig = Annotated[
 class RingConfig(StrictModel):
     """Preallocated frame slots between acquisition and inspection."""
 
-    slots: int = Field(8, ge=2, le=1024, description="frames held; oldest dropped when full")
+    slots: int = Field(
+        8, ge=2, le=1024, description="frames held; oldest dropped when full"
+    )
 
 
 class MaskConfig(StrictModel):
     """GrabCut-derived rope mask, computed at reduced resolution and cached."""
 
-    downscale: int = Field(4, ge=1, le=16, description="GrabCut runs at 1/downscale size")
-    refresh_every: int = Field(300, ge=1, description="recompute the mask every N frames")
+    downscale: int = Field(
+        4, ge=1, le=16, description="GrabCut runs at 1/downscale size"
+    )
+    refresh_every: int = Field(
+        300, ge=1, description="recompute the mask every N frames"
+    )
     edge_shift_px: float = Field(
         6.0, gt=0, description="recompute early when the rope edge moves this far"
     )
     envelope_margin_px: int = Field(
-        60, ge=0, le=512, description="widen the filled mask by this margin (defects stick out)"
+        60,
+        ge=0,
+        le=512,
+        description="widen the filled mask by this margin (defects stick out)",
     )
     grabcut_iterations: int = Field(3, ge=1, le=20)
 
@@ -110,8 +136,12 @@ class MaskConfig(StrictModel):
 class TilingConfig(StrictModel):
     """Tile grid laid over the rope only."""
 
-    tile: int = Field(128, ge=32, le=1024, description="tile side in pixels (engine input)")
-    overlap: int = Field(16, ge=0, le=512, description="overlap between neighbouring tiles")
+    tile: int = Field(
+        128, ge=32, le=1024, description="tile side in pixels (engine input)"
+    )
+    overlap: int = Field(
+        16, ge=0, le=512, description="overlap between neighbouring tiles"
+    )
     min_rope_fraction: float = Field(
         0.02, ge=0, le=1, description="skip tiles whose envelope share is below this"
     )
@@ -121,11 +151,16 @@ class EngineConfig(StrictModel):
     """The inference engine."""
 
     backend: Literal["onnxruntime", "torch", "tensorrt"] = Field(
-        "onnxruntime", description="tensorrt needs an NVIDIA GPU and the [tensorrt] extra"
+        "onnxruntime",
+        description="tensorrt needs an NVIDIA GPU and the [tensorrt] extra",
     )
-    model: Path = Field(Path("engines/demo.onnx"), description="ONNX file (or TensorRT plan)")
+    model: Path = Field(
+        Path("engines/demo.onnx"), description="ONNX file (or TensorRT plan)"
+    )
     threads: int = Field(0, ge=0, le=256, description="intra-op threads; 0 = all cores")
-    max_batch: int = Field(32, ge=1, le=1024, description="largest batch of tiles per call")
+    max_batch: int = Field(
+        32, ge=1, le=1024, description="largest batch of tiles per call"
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="onnxruntime: auto uses CUDA when its provider is installed"
     )
@@ -143,7 +178,9 @@ class DecisionConfig(StrictModel):
     merge_distance_m: float = Field(
         0.02, ge=0, description="defects closer than this along the rope are one defect"
     )
-    smoothing_sigma_px: float = Field(2.0, ge=0, le=32, description="Gaussian on the map")
+    smoothing_sigma_px: float = Field(
+        2.0, ge=0, le=32, description="Gaussian on the map"
+    )
 
 
 class LogOutputConfig(StrictModel):
@@ -181,8 +218,12 @@ class RejectConfig(StrictModel):
     actuator_distance_m: float = Field(
         2.0, ge=0, description="distance along the rope from camera centre to actuator"
     )
-    pulse_ms: float = Field(200.0, gt=0, le=60000, description="length of the reject pulse")
-    lead_m: float = Field(0.05, ge=0, description="open the gate this far before the defect")
+    pulse_ms: float = Field(
+        200.0, gt=0, le=60000, description="length of the reject pulse"
+    )
+    lead_m: float = Field(
+        0.05, ge=0, description="open the gate this far before the defect"
+    )
     outputs: list[OutputConfig] = Field(
         default_factory=_log_output_only,
         description="reject outputs, all fired together",
@@ -196,18 +237,29 @@ class RejectConfig(StrictModel):
 class StoreConfig(StrictModel):
     """Where defect crops, overlays, JSON records and the SQLite index go."""
 
-    path: Path = Field(Path("var/store"), description="store folder (created if missing)")
+    path: Path = Field(
+        Path("var/store"), description="store folder (created if missing)"
+    )
     max_bytes: int = Field(2_000_000_000, ge=1_000_000, description="retention limit")
     crop_margin_px: int = Field(32, ge=0, le=1024)
     save_full_frame: bool = Field(True, description="keep the whole frame for context")
-    pending_limit: int = Field(1000, ge=1, description="defects held in memory while disk fails")
-    pending_frame_bytes: int = Field(
-        256 * 2**20, ge=0, description="memory for queued full frames; past it, crops only"
+    pending_limit: int = Field(
+        1000, ge=1, description="defects held in memory while disk fails"
     )
-    crop_min_px: int = Field(256, ge=16, le=4096, description="crops are at least this square")
-    frame_jpeg_quality: int = Field(90, ge=10, le=100, description="full-frame JPEG quality")
+    pending_frame_bytes: int = Field(
+        256 * 2**20,
+        ge=0,
+        description="memory for queued full frames; past it, crops only",
+    )
+    crop_min_px: int = Field(
+        256, ge=16, le=4096, description="crops are at least this square"
+    )
+    frame_jpeg_quality: int = Field(
+        90, ge=10, le=100, description="full-frame JPEG quality"
+    )
     retry_backoff_s: tuple[float, float] = Field(
-        (0.2, 10.0), description="first and largest wait between retries of a failed write"
+        (0.2, 10.0),
+        description="first and largest wait between retries of a failed write",
     )
 
 
@@ -217,7 +269,9 @@ class MetricsConfig(StrictModel):
     enabled: bool = True
     host: str = Field("127.0.0.1", description="bind address; localhost by default")
     port: int = Field(9108, ge=0, le=65535, description="0 picks a free port")
-    stuck_after_s: float = Field(10.0, gt=0, description="a stage without progress is stuck")
+    stuck_after_s: float = Field(
+        10.0, gt=0, description="a stage without progress is stuck"
+    )
 
 
 class LoggingConfig(StrictModel):
@@ -231,7 +285,10 @@ class ServiceConfig(StrictModel):
     """How the daemon stops and reports itself (keep systemd's TimeoutStopSec above)."""
 
     stop_timeout_s: float = Field(
-        20.0, gt=0, le=600, description="drain the ring and write pending defects within"
+        20.0,
+        gt=0,
+        le=600,
+        description="drain the ring and write pending defects within",
     )
     status_interval_s: float = Field(
         30.0, gt=0, le=3600, description="status log and sd_notify STATUS period"
@@ -248,7 +305,8 @@ class InspectConfig(StrictModel):
     tiling: TilingConfig = Field(default_factory=TilingConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
     calibration: Path = Field(
-        Path("calibration/demo.yaml"), description="thresholds and mm per pixel of this line"
+        Path("calibration/demo.yaml"),
+        description="thresholds and mm per pixel of this line",
     )
     decision: DecisionConfig = Field(default_factory=DecisionConfig)
     reject: RejectConfig = Field(default_factory=RejectConfig)
