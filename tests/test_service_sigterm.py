@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -109,3 +110,34 @@ def test_sigterm_under_load_drains_and_exits_cleanly(
     listed = {r.json for r in records}
     assert listed <= on_disk
     assert not [p for p in store.rglob("*") if p.name.endswith((".tmp", ".partial"))]
+
+
+def test_stop_with_a_hung_engine_call_still_ends_within_the_stop_timeout(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    from test_service_faults import HangingEngine
+
+    from rope_inspect.engine.loader import load_engine
+    from rope_inspect.service.daemon import Daemon
+
+    cfg = make_config(tmp_path, tiny_model, service={"stop_timeout_s": 3.0})
+    engine = HangingEngine(load_engine(cfg.engine, cfg.tiling.tile), hang_at=2)
+    daemon = Daemon(cfg, engine=engine)
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    try:
+        runner.start()
+        assert engine.hanging.wait(60.0)
+        stop_asked = time.monotonic()
+        daemon.request_stop("test")
+        runner.join(30.0)
+        took = time.monotonic() - stop_asked
+    finally:
+        engine.release.set()
+    assert not runner.is_alive()
+    assert took < 3.0 + 2.0
+    summary = daemon.summary()
+    shutdown = summary["shutdown"]
+    assert shutdown["within_stop_timeout"]
+    assert not shutdown["inspector_drained"]
+    assert not summary["clean_exit"]
+    assert summary["store"]["unwritten"] == []

@@ -59,19 +59,24 @@ class Parts:
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def close(self, deadline: float) -> dict[str, Any]:
-        """Stop and drain in data-flow order; report what happened."""
+        """Stop and drain in data-flow order; report what happened.
+
+        The budget up to `deadline` is shared: acquisition gets a fifth, the drain of
+        the ring what is left but a reserve of 30 % for writing the store.
+        """
         report: dict[str, Any] = {}
 
-        def left() -> float:
-            return max(0.0, deadline - time.monotonic())
+        def left(reserve: float = 0.1) -> float:
+            return max(0.0, deadline - reserve - time.monotonic())
 
         self.source.stop_event.set()
-        report["acquirer_stopped"] = self.acquirer.stop(min(5.0, left()))
+        report["acquirer_stopped"] = self.acquirer.stop(min(5.0, left() * 0.2))
         _quietly("source_close", self.source.close)
-        drained = self.inspector.join(left() * 0.6)
+        store_reserve = left() * 0.3
+        drained = self.inspector.join(left(store_reserve) * 0.8)
         if not drained:
             self.inspector.abort()
-            self.inspector.join(min(2.0, left()))
+            self.inspector.join(left(store_reserve))
         report["inspector_drained"] = drained
         report["left_in_ring"] = self.ring.stats().pending
         stuck = self.inspector.alive  # still inside an engine call: leave it be
@@ -80,7 +85,7 @@ class Parts:
         report.update(self.decision.shutdown(flush=not stuck))
         for output in self.reject_outputs + self.fault_outputs:
             _quietly("output_close", output.close)
-        store = self.store.close(timeout_s=max(0.5, left()))
+        store = self.store.close(timeout_s=max(0.1, left()))
         report["store"] = {
             "drained": store.drained,
             "written": store.written,
