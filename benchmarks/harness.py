@@ -1,0 +1,351 @@
+"""What every benchmark shares: the model under test, side-by-side timing, targets.
+
+The machine these run on is shared (other jobs, training runs), so no figure here is
+an absolute speed to be trusted alone: every script runs the things it compares in
+ONE process, interleaved round by round (A, B, A, B, ...), takes the ratio within
+each round and reports the median ratio. Absolute figures are printed too, with the
+load average at start and end, so a reader can judge how busy the machine was.
+
+The model: `--model PATH` (an exported ONNX engine with its sidecar; the torch
+backend and other tile sizes also need the `.pt` checkpoint beside it). Without it
+a stand-in is exported once to the scratch folder: the shipped architecture
+(`ModelConfig.cpu_small` with all four switches on) with UNTRAINED weights, which
+is exactly as fast as the trained model but says nothing about detection quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+REAL_PHOTOS = ROOT.parent / "shared" / "data" / "mvtec3d-rope" / "test"
+SCRATCH = Path(tempfile.gettempdir()) / "rope-inspect-bench"
+STANDIN_NOTE = (
+    "stand-in model: shipped architecture (cpu_small, all switches on), UNTRAINED "
+    "weights; speed figures only"
+)
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    """The engine file under test and what is known about it."""
+
+    onnx: Path
+    checkpoint: Path | None
+    tile: int
+    trained: bool
+    note: str
+
+
+def _standin_checkpoint(path: Path) -> Path:
+    """Save the untrained stand-in checkpoint once (seeded: same weights each time)."""
+    if path.is_file():
+        return path
+    import torch
+
+    from rope_inspect.model.config import ModelConfig
+    from rope_inspect.model.draem import DraemModel
+    from rope_inspect.training.checkpoint import save_atomic
+
+    torch.manual_seed(0)
+    cfg = ModelConfig.cpu_small(
+        skip_connections=True, dual_attention=True, transformer=True, aspp=True
+    )
+    payload = {
+        "model_config": cfg.model_dump(mode="json"),
+        "state_dict": DraemModel(cfg).state_dict(),
+        "train_config": {"name": "untrained-benchmark-standin"},
+        "step": 0,
+    }
+    save_atomic(payload, path)
+    return path
+
+
+def export_for_tile(checkpoint: Path, tile: int, out: Path) -> Path:
+    """The ONNX engine of `checkpoint` for `tile` px tiles (exported once, cached)."""
+    from rope_inspect.engine.sidecar import sidecar_path
+    from rope_inspect.model.export import export_onnx
+
+    if out.is_file() and sidecar_path(out).is_file():
+        return out
+    export_onnx(checkpoint, out, tile=tile)
+    return out
+
+
+def bench_model(path: Path | None, tile: int = 128) -> BenchModel:
+    """The model named by `--model`, or the untrained stand-in (exported once)."""
+    from rope_inspect.engine.sidecar import read_sidecar
+
+    if path is not None:
+        sidecar = read_sidecar(path)
+        checkpoint = path.with_suffix(".pt")
+        step = getattr(sidecar, "step", None)
+        return BenchModel(
+            onnx=path,
+            checkpoint=checkpoint if checkpoint.is_file() else None,
+            tile=sidecar.tile,
+            trained=bool(step),
+            note=f"{path} (trained: {getattr(sidecar, 'trained_on', '?')})",
+        )
+    SCRATCH.mkdir(parents=True, exist_ok=True)
+    checkpoint = _standin_checkpoint(SCRATCH / "standin.pt")
+    onnx = export_for_tile(checkpoint, tile, SCRATCH / "standin.onnx")
+    return BenchModel(onnx, checkpoint, tile, trained=False, note=STANDIN_NOTE)
+
+
+def make_parser(description: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", type=Path, default=None, help="ONNX engine file")
+    parser.add_argument("--quick", action="store_true", help="small sizes, ~1 min")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="JSON result (default: results/)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="engine intra-op threads (0 = all)"
+    )
+    parser.add_argument(
+        "--photos", type=Path, default=REAL_PHOTOS, help="real photos to replay"
+    )
+    return parser
+
+
+# -- timing ------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    """Seconds per round of each case: wall clock and process CPU time."""
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def interleave(cases: dict[str, Callable[[], Any]], rounds: int) -> Timings:
+    """Run each case once per round, A, B, C, then B, C, A, ... (rotated).
+
+    CPU time (all threads of this process) is kept beside wall time: when other
+    jobs share the machine it holds better, since waiting for a core costs none.
+    """
+    names = list(cases)
+    timings = Timings({name: [] for name in names}, {name: [] for name in names})
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            wall, cpu = time.perf_counter(), time.process_time()
+            cases[name]()
+            timings.cpu[name].append(time.process_time() - cpu)
+            timings.wall[name].append(time.perf_counter() - wall)
+    return timings
+
+
+def ratios(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
+    """Round-by-round ratios of two interleaved series."""
+    return [a / b for a, b in zip(numerator, denominator, strict=True) if b > 0]
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between order statistics."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+# -- targets and output ------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One goal of issue 7 and whether the measured value meets it."""
+
+    name: str
+    measured: float
+    limit: float
+    better: str  # "higher" or "lower"
+    unit: str = ""
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        if self.measured != self.measured:  # NaN: nothing was measured
+            return False
+        if self.better == "higher":
+            return self.measured >= self.limit
+        return self.measured <= self.limit
+
+    def row(self) -> list[str]:
+        sign = ">=" if self.better == "higher" else "<="
+        return [
+            self.name,
+            f"{self.measured:.3g}{self.unit}",
+            f"{sign} {self.limit:g}{self.unit}",
+            "PASS" if self.passed else "FAIL",
+            self.note,
+        ]
+
+
+@dataclass
+class Table:
+    title: str
+    headers: list[str]
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def add(self, *cells: Any) -> None:
+        self.rows.append(list(cells))
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value)
+
+
+def format_table(table: Table) -> str:
+    """A markdown table (pastes into docs/performance.md as it is)."""
+    cells = [[_cell(c) for c in row] for row in table.rows]
+    widths = [
+        max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(table.headers)
+    ]
+
+    def line(values: Sequence[str]) -> str:
+        return (
+            "| "
+            + " | ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
+            + " |"
+        )
+
+    out = [f"\n### {table.title}\n", line(table.headers)]
+    out.append("| " + " | ".join("-" * w for w in widths) + " |")
+    out += [line(r) for r in cells]
+    return "\n".join(out)
+
+
+def _cpu_model() -> str:
+    try:
+        for text in Path("/proc/cpuinfo").read_text().splitlines():
+            if text.startswith("model name"):
+                return text.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine() -> dict[str, Any]:
+    """Where and when the figures were taken, and how busy the machine was."""
+    import numpy
+    import onnxruntime
+
+    try:
+        import psutil
+
+        ram_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        ram_gb = None
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "nproc": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "ram_gb": ram_gb,
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
+
+
+def report(
+    name: str,
+    args: argparse.Namespace,
+    model: BenchModel | None,
+    tables: Sequence[Table],
+    targets: Sequence[Target],
+    started: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Print the tables and the targets; write the JSON result; return it."""
+    for table in tables:
+        print(format_table(table))
+    goals = Table("Targets (issue 7)", ["target", "measured", "goal", "result", "note"])
+    for target in targets:
+        goals.add(*target.row())
+    print(format_table(goals))
+    if model is not None:
+        print(f"\nmodel: {model.note}")
+    end_load = [round(v, 2) for v in os.getloadavg()]
+    print(f"load average at start {started['load_average']}, at end {end_load}")
+
+    result = {
+        "benchmark": name,
+        "command": "python benchmarks/" + name + ".py" + (" --quick" * args.quick),
+        "machine": started,
+        "load_average_end": end_load,
+        "model": None if model is None else {**asdict(model), "onnx": str(model.onnx)},
+        "tables": [asdict(t) for t in tables],
+        "targets": [{**asdict(t), "passed": t.passed} for t in targets],
+        **(extra or {}),
+    }
+    out = args.out or RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"written {out}", file=sys.stderr)
+    return result
+
+
+# -- frames ------------------------------------------------------------------------
+
+
+def real_photos(folder: Path, limit: int | None = None) -> list[tuple[str, Any]]:
+    """(name, RGB image) of the real photographs, used where they lie (no copies)."""
+    import cv2
+
+    if not folder.is_dir():
+        return []
+    files = sorted(folder.rglob("*.png"))[:limit]
+    return [
+        (
+            f"{f.parent.name}/{f.name}",
+            cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB),
+        )
+        for f in files
+    ]
+
+
+def synthetic_frames(count: int, **source: Any) -> list[tuple[str, Any]]:
+    """(name, RGB image) of consecutive frames of the synthetic line (demo size)."""
+    import numpy as np
+
+    from rope_inspect.acquisition.synthetic import SyntheticSource
+    from rope_inspect.config import LineConfig, SyntheticSourceConfig
+
+    cfg = SyntheticSourceConfig(kind="synthetic", realtime=False, **source)
+    line = SyntheticSource(cfg, LineConfig())
+    line.open()
+    frames = []
+    try:
+        for index in range(count):
+            image = np.empty(line.frame_shape, np.uint8)
+            line.read_into(image, 5.0)
+            frames.append((f"synthetic #{index}", image))
+    finally:
+        line.close()
+    return frames
