@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from rope_inspect.config import InspectConfig, load_inspect_config
@@ -21,6 +22,7 @@ from rope_inspect.service.daemon import Daemon, RunLimits
 from rope_inspect.service.injection import SpotEngine, export_tiny_model
 from rope_inspect.storage import StoreView
 from rope_inspect.storage.index import DefectIndex
+from rope_inspect.vision.tiling import cut_tiles, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -140,3 +142,37 @@ def test_rejects_due_after_shutdown_are_logged_not_fired(
     states = {r.reject_state for r in index.iter_records()}
     index.close()
     assert states == {"not_fired"}
+
+
+class FrameEngine:
+    """An engine with the optional `infer_frame` (as TensorRT has), done on the host."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.name, self.sidecar = inner, "frame-engine", inner.sidecar
+        self.frame_calls = self.tile_calls = 0
+
+    def infer(self, tiles):
+        self.tile_calls += 1
+        return self.inner.infer(tiles)
+
+    def infer_frame(self, image, grid, out):
+        self.frame_calls += 1
+        tiles = np.empty((grid.count, grid.tile, grid.tile, 3), np.uint8)
+        maps, scores = self.inner.infer(cut_tiles(image, grid, tiles))
+        return stitch(maps, grid, out), scores
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_engine_with_infer_frame_gets_one_frame_call_per_frame(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg = make_config(tmp_path, tiny_model)
+    engine = FrameEngine(load_engine(cfg.engine, cfg.tiling.tile))
+
+    summary = Daemon(cfg, engine=engine).run(RunLimits(max_frames=4))
+
+    assert engine.frame_calls == summary["frames"]["inspected"] >= 4
+    assert engine.tile_calls == 0
+    assert summary["tiles"] == 12 * engine.frame_calls

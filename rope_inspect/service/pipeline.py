@@ -28,7 +28,7 @@ from rope_inspect.service.quality import ImageQualityCheck
 from rope_inspect.service.stats import Counters, StageTimes
 from rope_inspect.vision.mask_tracker import RopeMaskTracker
 from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
-from rope_inspect.vision.tiling import RopeTiler
+from rope_inspect.vision.tiling import RopeTiler, TileGrid
 
 log = get_logger(__name__)
 
@@ -107,6 +107,8 @@ class Inspector:
         self.envelopes = RopeEnvelopes(cfg)
         self.tiler = RopeTiler(cfg.tiling, cfg.line.rope_axis)
         self.quality_reason: str | None = None
+        self._infer_frame = getattr(engine, "infer_frame", None)
+        self._frame_map = np.zeros(ring.shape[:2], np.float32)
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -187,13 +189,34 @@ class Inspector:
             self.quality_reason = reason
         return False
 
-    def _infer(
-        self, frame: Frame, tiles: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        try:
+    def _engine_map(self, frame: Frame, grid: TileGrid) -> np.ndarray:
+        """The frame anomaly map from ONE engine call (cut and stitch around it).
+
+        An engine with `infer_frame` (TensorRT) cuts, stitches and masks on the GPU.
+        """
+        if self._infer_frame is not None:
             with self.times.time("engine"):
-                maps, scores = self.engine.infer(tiles)
-                check_finite(self.engine.name, maps, scores)
+                out, scores = self._infer_frame(frame.image, grid, self._frame_map)
+                check_finite(self.engine.name, out, scores)
+            return out
+        with self.times.time("tiles"):
+            tiles = self.tiler.cut(frame.image, grid)
+        with self.times.time("engine"):
+            maps, scores = self.engine.infer(tiles)
+            check_finite(self.engine.name, maps, scores)
+        with self.times.time("stitch"):
+            return self.tiler.stitch(maps, grid)
+
+    def _anomaly_map(self, frame: Frame, grid: TileGrid) -> np.ndarray | None:
+        """The frame's anomaly map, or None when the engine failed (uninspected)."""
+        if self._frame_map.shape != grid.shape:
+            self._frame_map = np.zeros(grid.shape, np.float32)
+        if grid.count == 0:  # no rope in view: nothing to infer
+            self.counters.add("frames_without_rope")
+            self._frame_map.fill(0.0)
+            return self._frame_map
+        try:
+            anomaly_map = self._engine_map(frame, grid)
         except Exception as exc:
             self.counters.add("engine_errors")
             self.counters.add("frames_uninspected")
@@ -203,7 +226,7 @@ class Inspector:
         self.counters.add("engine_calls")
         self.faults.set("engine", False)
         self.faults.set("inspection_error", False)
-        return maps, scores
+        return anomaly_map
 
     def process(self, frame: Frame) -> bool:
         """Judge one frame; True when it was inspected."""
@@ -211,19 +234,10 @@ class Inspector:
             return False
         with self.times.time("mask"):
             envelope = self.envelopes.envelope(frame.image)
-        with self.times.time("tiles"):
             grid = self.tiler.grid_for(envelope)
-            tiles = self.tiler.cut(frame.image, grid)
-        if grid.count == 0:
-            self.counters.add("frames_without_rope")
-        result = self._infer(frame, tiles) if grid.count else None
-        if grid.count and result is None:
+        anomaly_map = self._anomaly_map(frame, grid)
+        if anomaly_map is None:
             return False
-        with self.times.time("stitch"):
-            if result is None:
-                anomaly_map = np.zeros(grid.shape, np.float32)
-            else:
-                anomaly_map = self.tiler.stitch(result[0], grid)
         self.counters.add("tiles", grid.count)
         with self.times.time("decision"):
             defects = self.decision.process(frame, anomaly_map, envelope)
