@@ -27,7 +27,7 @@ def test_validate_config_prints_ok_and_a_summary(capsys) -> None:
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith("OK ")
-    assert "synthetic rope 640x224 at 20 fps" in out
+    assert "synthetic rope 640x224 at 10 fps" in out
     assert "engine:      onnxruntime engines/demo.onnx" in out
 
 

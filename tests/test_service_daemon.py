@@ -59,6 +59,7 @@ def make_config(
             "calibration": calibration,
             "store": {"path": tmp_path / "store", "save_full_frame": True},
             "metrics": {"port": 0},
+            "line": {"speed_m_per_s": 0.5},
             "source": {"fps": 20.0},
             "service": {"stop_timeout_s": 20.0},
         },
