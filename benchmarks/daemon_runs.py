@@ -36,7 +36,7 @@ import numpy as np
 import psutil
 from harness import ROOT, BenchModel
 
-from rope_inspect.acquisition.base import FrameInfo, open_source
+from rope_inspect.acquisition.base import FrameInfo, FramePacer, open_source
 from rope_inspect.config import InspectConfig, load_inspect_config
 from rope_inspect.engine.base import Engine
 from rope_inspect.log import configure_logging
@@ -120,9 +120,12 @@ class PreloadedSource:
 
     Stands for a camera: one copy per frame from a buffer the host did not compute.
     Frames repeat in order after the last one; each read gets a fresh timestamp.
+    With `fps` the frames come at that rate (a free-running camera), else flat out.
     """
 
-    def __init__(self, cfg: InspectConfig, count: int) -> None:
+    def __init__(
+        self, cfg: InspectConfig, count: int, fps: float | None = None
+    ) -> None:
         inner = open_source(cfg.source, cfg.line)
         self.name = f"preloaded-{inner.name}"
         inner.open()
@@ -139,12 +142,16 @@ class PreloadedSource:
         self.frame_shape = shape
         self.node_map = None
         self.counters: dict[str, int] = {}
+        self._pacer = FramePacer(fps or 1.0, realtime=fps is not None)
         self._next = 0
 
     def open(self) -> None:
         self._next = 0
+        self._pacer.restart()
 
-    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo:
+    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
+        if not self._pacer.wait(timeout_s):
+            return None
         index = self._next % len(self.infos)
         np.copyto(slot, self.images[index])
         info = self.infos[index]
@@ -161,14 +168,15 @@ class PreloadedSource:
         """Nothing to free: the frames stay for the next run."""
 
 
-def thread_cpu() -> dict[str, float]:
-    """CPU seconds so far of each live thread of this process, grouped by role."""
+def thread_cpu(native: str = "onnxruntime pool") -> dict[str, float]:
+    """CPU seconds so far of each live thread of this process, grouped by role;
+    threads Python did not start (ORT's pool, a GenTL producer's) are `native`."""
     names = {t.native_id: t.name for t in threading.enumerate()}
     spent: dict[str, float] = defaultdict(float)
     for thread in psutil.Process().threads():
         name = names.get(thread.id)
         if name is None:
-            group = "onnxruntime pool"
+            group = native
         elif name.startswith("rope-render"):
             group = "rope-render"
         elif name.startswith("acquire-"):
@@ -272,6 +280,41 @@ def record_stages(daemon: Daemon) -> StageRecorder:
     return recorder
 
 
+class LatencyProbe:
+    """Capture-to-decision latency of every frame the daemon judges.
+
+    `attach(daemon)` (before start) wraps the daemon's per-frame callback; on its
+    first call it adds this probe to the inspection stage's frame observers, which
+    are called right after each frame's decision.
+    """
+
+    def __init__(self) -> None:
+        self.latency_s: list[float] = []
+        self.total_s: list[float] = []
+        self.recorder: StageRecorder | None = None
+        self._daemon: Daemon | None = None
+        self._attached = False
+
+    def attach(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self.recorder = record_stages(daemon)
+        chained = daemon.on_frame
+
+        def on_frame(taken: int) -> None:
+            if not self._attached and daemon.parts is not None:
+                daemon.parts.inspector.observers.append(self)
+                self._attached = True
+            chained(taken)
+
+        daemon.on_frame = on_frame
+
+    def observe(self, frame: Any, inspected: bool) -> None:
+        if not inspected or self.recorder is None:
+            return
+        self.latency_s.append((time.monotonic_ns() - frame.timestamp_ns) * 1e-9)
+        self.total_s.append(self.recorder.samples["total"][-1])
+
+
 def daemon_engine(shared: SharedEngine, model: BenchModel) -> Any:
     """What the daemon gets: the shared engine, with planted spots for a stand-in."""
     if model.trained:
@@ -286,13 +329,15 @@ def run_daemon(
     *,
     source: Any = None,
     hook: Callable[[Daemon], Any] | None = None,
+    lossless: bool = True,
 ) -> tuple[dict[str, Any], Daemon]:
-    """Run the daemon for `frames` frames (lossless: the source waits for the ring);
-    return its summary and the daemon itself (stopped) for its counters.
+    """Run the daemon for `frames` frames; return its summary and the daemon itself
+    (stopped) for its counters. `lossless`: the source waits for a free ring slot
+    instead of the ring dropping the oldest frame (a flat-out replay).
 
     `hook(daemon)` is called after the daemon is built, before it starts.
     """
-    daemon = Daemon(cfg, source=source, engine=engine, lossless=True)
+    daemon = Daemon(cfg, source=source, engine=engine, lossless=lossless)
     if hook is not None:
         hook(daemon)
     return daemon.run(RunLimits(max_frames=frames)), daemon

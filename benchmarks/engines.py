@@ -38,7 +38,9 @@ from harness import (
     make_parser,
     median,
     ratios,
+    real_photos,
     report,
+    synthetic_frames,
 )
 
 from rope_inspect.config import EngineConfig, TilingConfig
@@ -55,25 +57,12 @@ LEVELS = {
 
 def frame_tiles(photos: Path, tile: int) -> tuple[np.ndarray, str]:
     """The tiles the daemon would infer for one frame, and where they came from."""
-    import cv2
-
     from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
     from rope_inspect.vision.tiling import RopeTiler
 
-    files = sorted(photos.rglob("*.png")) if photos.is_dir() else []
-    if files:
-        image = cv2.cvtColor(cv2.imread(str(files[0])), cv2.COLOR_BGR2RGB)
-        origin = f"real photograph {files[0].name} ({files[0].parent.name})"
-    else:
-        from rope_inspect.acquisition.synthetic import SyntheticSource
-        from rope_inspect.config import LineConfig, SyntheticSourceConfig
-
-        source = SyntheticSource(SyntheticSourceConfig(kind="synthetic"), LineConfig())
-        source.open()
-        image = np.empty(source.frame_shape, np.uint8)
-        source.read_into(image, 5.0)
-        source.close()
-        origin = "synthetic line frame 0"
+    frames = real_photos(photos, 1) or synthetic_frames(1)
+    name, image = frames[0]
+    origin = name if name.startswith("synthetic") else f"real photograph {name}"
     envelope = rope_envelope(grabcut_rope_mask(image).mask, 60)
     tiler = RopeTiler(TilingConfig(tile=tile))
     return tiler.cut(image, tiler.grid_for(envelope)).copy(), origin

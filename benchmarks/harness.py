@@ -320,14 +320,13 @@ def real_photos(folder: Path, limit: int | None = None) -> list[tuple[str, Any]]
 
     if not folder.is_dir():
         return []
-    files = sorted(folder.rglob("*.png"))[:limit]
-    return [
-        (
-            f"{f.parent.name}/{f.name}",
-            cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB),
-        )
-        for f in files
-    ]
+    frames = []
+    for file in sorted(folder.rglob("*.png"))[:limit]:
+        image = cv2.imread(str(file))
+        if image is not None:
+            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+            frames.append((f"{file.parent.name}/{file.name}", rgb))
+    return frames
 
 
 def synthetic_frames(count: int, **source: Any) -> list[tuple[str, Any]]:

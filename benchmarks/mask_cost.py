@@ -17,6 +17,8 @@ Target (issue 7): mask work <= 2 % of frame time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -109,8 +111,8 @@ def settings_table(image: np.ndarray, rounds: int) -> Table:
     variants = {
         f"downscale {d}, iterations {i}": (d, i) for d in (2, 4, 8) for i in (1, 3)
     }
-    cases = {
-        k: (lambda d=d, i=i: grabcut_rope_mask(image, "horizontal", d, i))
+    cases: dict[str, Callable[[], Any]] = {
+        k: partial(grabcut_rope_mask, image, "horizontal", d, i)
         for k, (d, i) in variants.items()
     }
     mask = grabcut_rope_mask(image).mask

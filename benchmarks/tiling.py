@@ -115,7 +115,9 @@ def tradeoff_cases(
     threads: int,
 ) -> tuple[dict[str, Any], dict[str, list[TileGrid]], list[Any]]:
     """One case per (tile, overlap): infer the tiles of every frame once."""
-    cases, grids, engines = {}, {}, {}
+    cases: dict[str, Any] = {}
+    grids: dict[str, list[TileGrid]] = {}
+    engines: dict[int, Any] = {}
     for tile, overlap in settings:
         if tile not in engines:
             path = (

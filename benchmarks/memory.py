@@ -1,0 +1,254 @@
+"""Memory: resident set over 10 000 frames, and allocations per frame in the hot path.
+
+1. RSS: the daemon on the synthetic line (as shipped: rendering, realtime pacing
+   off) with small frames (384 x 128, 64 px tiles) and a tiny untrained model of
+   the real architecture, so 10 000 frames take minutes. A hot spot is planted
+   every 100 frames so decision, rejects and the store run too. RSS is sampled
+   with the frame count; the slope over the last 80 % of frames is reported.
+2. Allocations: the daemon's parts are opened but driven frame by frame on this
+   thread (acquisition copy, ring, `Inspector.process`), with no other thread at
+   work, under tracemalloc. After warm-up, each frame's transient peak and net
+   retained bytes are split by inspection stage (a window ends when the stage's
+   timer reports: quality, mask, tiles, engine, stitch, decision). ONNX Runtime's
+   own arena is native memory, not traced; numpy arrays are.
+
+Targets (issue 7): RSS flat (slope <= 1 KiB per 1000 frames after warm-up);
+no allocations per frame in the hot path after warm-up (<= 4 KiB transient per
+frame: a handful of small Python objects, no image-sized arrays).
+
+    python benchmarks/memory.py [--quick] [--frames N]
+"""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from daemon_runs import PreloadedSource, inspect_config, logs_into, run_daemon
+from harness import (
+    SCRATCH,
+    BenchModel,
+    Table,
+    Target,
+    machine,
+    make_parser,
+    median,
+    report,
+)
+
+from rope_inspect.engine.loader import load_engine
+from rope_inspect.service.daemon import Daemon
+from rope_inspect.service.injection import SpotEngine, export_tiny_model
+from rope_inspect.service.parts import open_parts
+
+SLOPE_LIMIT_KIB = 1.0
+TRANSIENT_LIMIT = 4096
+SMALL = {
+    "source": {"width": 384, "height": 128, "px_per_mm": 4.0},
+    "tiling": {"tile": 64, "overlap": 16},
+    "mask": {"envelope_margin_px": 20},
+}
+WINDOWS = ("quality", "mask", "tiles", "engine", "stitch", "output", "decision")
+
+
+def tiny_model() -> BenchModel:
+    path = export_tiny_model(SCRATCH / "tiny-t64.onnx", tile=64)
+    return BenchModel(path, None, 64, trained=False, note="tiny untrained DRAEM")
+
+
+class RssSampler:
+    """(frames taken, RSS bytes) every `period_s` while a daemon runs."""
+
+    def __init__(self, period_s: float = 0.25) -> None:
+        self.period_s = period_s
+        self.samples: list[tuple[int, int]] = []
+        self._stop = threading.Event()
+        self._daemon: Daemon | None = None
+        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
+
+    def attach(self, daemon: Daemon) -> None:
+        self._daemon = daemon
+        self._thread.start()
+
+    def _run(self) -> None:
+        process = psutil.Process()
+        while not self._stop.wait(self.period_s):
+            if self._daemon is not None:
+                taken = self._daemon.counters.get("frames_taken")
+                self.samples.append((taken, process.memory_info().rss))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2.0)
+
+
+def rss_run(cfg: Any, model: BenchModel, frames: int) -> dict[str, Any]:
+    engine = load_engine(cfg.engine, model.tile)
+    sampler = RssSampler()
+    summary, _ = run_daemon(
+        cfg, SpotEngine(engine, every=100), frames, hook=sampler.attach
+    )
+    sampler.stop()
+    engine.close()
+    points = [(f, r) for f, r in sampler.samples if f >= frames * 0.2 and f > 0]
+    if len(points) < 3:
+        return {"slope_kib_per_1000": float("nan"), "samples": sampler.samples}
+    x = np.array([f for f, _ in points], float)
+    y = np.array([r for _, r in points], float)
+    slope = float(np.polyfit(x, y, 1)[0]) * 1000 / 1024
+    return {
+        "frames": summary.get("frames_inspected"),
+        "seconds": summary.get("duration_s"),
+        "rss_start_mib": points[0][1] / 2**20,
+        "rss_end_mib": points[-1][1] / 2**20,
+        "rss_max_mib": max(y) / 2**20,
+        "slope_kib_per_1000": slope,
+        "samples": sampler.samples,
+    }
+
+
+class WindowMeter:
+    """Transient peak and net bytes of each stage window (a StageTimes sink)."""
+
+    def __init__(self, frames: int) -> None:
+        self.peak = np.zeros((frames, len(WINDOWS)), np.int64)
+        self.net = np.zeros((frames, len(WINDOWS)), np.int64)
+        self.frame = 0
+        self._start = 0
+
+    def begin(self, frame: int) -> None:
+        self.frame = frame
+        tracemalloc.reset_peak()
+        self._start = tracemalloc.get_traced_memory()[0]
+
+    def __call__(self, stage: str, seconds: float) -> None:
+        if stage not in WINDOWS or self.frame >= len(self.peak):
+            return
+        current, peak = tracemalloc.get_traced_memory()
+        column = WINDOWS.index(stage)
+        self.peak[self.frame, column] = peak - self._start
+        self.net[self.frame, column] = current - self._start
+        tracemalloc.reset_peak()
+        self._start = tracemalloc.get_traced_memory()[0]
+
+
+def hot_path(cfg: Any, model: BenchModel, frames: int, warm: int) -> dict[str, Any]:
+    """Drive the inspection path frame by frame under tracemalloc (see module)."""
+    source = PreloadedSource(cfg, 50)
+    engine = load_engine(cfg.engine, model.tile)
+    daemon = Daemon(cfg, source=source, engine=engine, lossless=True)
+    parts = open_parts(cfg, daemon, source=source, engine=engine)
+    meter = WindowMeter(frames)
+    daemon.times.sink = meter
+    monitored, ring, inspector = parts.source, parts.ring, parts.inspector
+    tracemalloc.start(10)
+    try:
+        for index in range(warm + frames):
+            slot = ring.begin_write()
+            ring.commit(monitored.read_into(slot, 1.0))
+            frame = ring.get(1.0)
+            if index >= warm:
+                meter.begin(index - warm)
+            inspector.process(frame)
+            ring.release(frame)
+            if index == warm:
+                before = tracemalloc.take_snapshot()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+        daemon.shutdown()
+    growth = after.compare_to(before, "lineno")
+    top = [
+        (str(s.traceback), s.size_diff, s.count_diff) for s in growth[:8] if s.size_diff
+    ]
+    return {"peak": meter.peak, "net": meter.net, "top_growth": top}
+
+
+def main() -> None:
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=None, help="RSS run length")
+    args = parser.parse_args()
+    started = machine()
+    model = tiny_model()
+    frames = args.frames or (2000 if args.quick else 10_000)
+    work = SCRATCH / "memory"
+    cfg = inspect_config("synthetic", model, work, photos=Path(), changes=SMALL)
+    with logs_into(work / "daemon.log"):
+        rss = rss_run(cfg, model, frames)
+        hot = hot_path(cfg, model, 200 if args.quick else 1000, 50)
+
+    memory = Table(
+        f"RSS over {frames} frames (synthetic line 384 x 128, tiny model)",
+        [
+            "frames inspected",
+            "seconds",
+            "RSS start MiB (20 %)",
+            "RSS end MiB",
+            "RSS max MiB",
+            "slope KiB / 1000 frames",
+        ],
+    )
+    memory.add(
+        rss.get("frames"),
+        rss.get("seconds"),
+        rss.get("rss_start_mib"),
+        rss.get("rss_end_mib"),
+        rss.get("rss_max_mib"),
+        rss["slope_kib_per_1000"],
+    )
+    allocs = Table(
+        "Hot path allocations per frame after warm-up (bytes, tracemalloc)",
+        [
+            "window ending at",
+            "median transient peak",
+            "max transient peak",
+            "frames allocating > 1 KiB",
+            "mean net retained",
+        ],
+    )
+    peak, net = hot["peak"], hot["net"]
+    for column, stage in enumerate(WINDOWS):
+        allocs.add(
+            stage,
+            median(peak[:, column].tolist()),
+            int(peak[:, column].max()),
+            int((peak[:, column] > 1024).sum()),
+            float(net[:, column].mean()),
+        )
+    per_frame = peak.sum(axis=1)
+    allocs.add(
+        "whole frame (sum)",
+        median(per_frame.tolist()),
+        int(per_frame.max()),
+        int((per_frame > 1024).sum()),
+        float(net.sum(axis=1).mean()),
+    )
+    sites = Table(
+        "Top retained growth after warm-up (tracemalloc)", ["site", "bytes", "blocks"]
+    )
+    for site, size, count in hot["top_growth"]:
+        sites.add(site, size, count)
+    targets = [
+        Target(
+            "RSS slope, KiB per 1000 frames",
+            rss["slope_kib_per_1000"],
+            SLOPE_LIMIT_KIB,
+            "lower",
+        ),
+        Target(
+            "hot path transient bytes per frame (median)",
+            median(per_frame.tolist()),
+            TRANSIENT_LIMIT,
+            "lower",
+        ),
+    ]
+    extra = {"rss_samples": rss["samples"], "top_growth": hot["top_growth"]}
+    report("memory", args, model, [memory, allocs, sites], targets, started, extra)
+
+
+if __name__ == "__main__":
+    main()
