@@ -31,6 +31,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     ratios,
     report,
 )
@@ -142,10 +143,13 @@ def main() -> None:
     if cti is None:
         raise SystemExit("genicam's viky.cti is not installed: pip install genicam")
     rate = max_frame_rate(cti)
-    sizes = [(400, 400), (800, 800)]
-    if not args.quick:
-        sizes.insert(1, (640, 480))
-    seconds = 3.0 if args.quick else 10.0
+    sizes = pick(
+        args,
+        [(200, 160)],
+        [(400, 400), (800, 800)],
+        [(400, 400), (640, 480), (800, 800)],
+    )
+    seconds = pick(args, 0.5, 3.0, 10.0)
     fps = Table(
         f"Simulated GenTL producer at AcquisitionFrameRate {rate:g} -> ring "
         f"({seconds:g} s); CPU ms per frame",
@@ -178,7 +182,7 @@ def main() -> None:
             run["acquire_ms_per_frame"],
             run["producer_ms_per_frame"],
         )
-        cost = copy_cost(size, 3 if args.quick else 7)
+        cost = copy_cost(size, pick(args, 1, 3, 7))
         ms = cost["ms_per_mp"]
         copy.add(
             label, ms["convert into slot"], ms["np.copyto, same bytes"], cost["ratio"]

@@ -37,6 +37,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     ratios,
     real_photos,
     report,
@@ -103,7 +104,7 @@ def runner(infer: Callable[[np.ndarray], Any], tiles: np.ndarray, batched: bool)
 
 
 def build_cases(
-    model: Any, tiles: np.ndarray, threads: int, quick: bool
+    model: Any, tiles: np.ndarray, threads: int, quick: bool, smoke: bool
 ) -> tuple[dict[str, Callable[[], None]], dict[str, float], list[Any]]:
     cfg = EngineConfig(model=model.onnx, threads=threads)
     engines = [load_engine(cfg, model.tile)]
@@ -119,7 +120,7 @@ def build_cases(
             mode = "batched" if batched else "batch 1"
             cases[f"torch eager, {mode}"] = runner(engines[1].infer, tiles, batched)
 
-    sizes = (1, 2, 4) if quick else (1, 2, 4, 8)
+    sizes = (1, 2) if smoke else (1, 2, 4) if quick else (1, 2, 4, 8)
     for size in sizes:
         sized = load_engine(cfg.model_copy(update={"max_batch": size}), model.tile)
         engines.append(sized)
@@ -155,12 +156,14 @@ def main() -> None:
     started = machine()
     model = bench_model(args.model)
     tiles, origin = frame_tiles(args.photos, model.tile)
-    if args.quick:
-        tiles = np.ascontiguousarray(tiles[:4])
-    cases, created, engines = build_cases(model, tiles, args.threads, args.quick)
+    if args.quick or args.smoke:
+        tiles = np.ascontiguousarray(tiles[: pick(args, 2, 4, None)])
+    cases, created, engines = build_cases(
+        model, tiles, args.threads, args.quick or args.smoke, args.smoke
+    )
     for run in cases.values():  # warm-up: first calls allocate and pick kernels
         run()
-    timings = interleave(cases, 3 if args.quick else 5)
+    timings = interleave(cases, pick(args, 1, 3, 5))
     count = len(tiles)
 
     wall, cpu = timings.wall, timings.cpu

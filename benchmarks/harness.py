@@ -111,6 +111,9 @@ def make_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=None, help="ONNX engine file")
     parser.add_argument("--quick", action="store_true", help="small sizes, ~1 min")
     parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes for the tests (no figures)"
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="JSON result (default: results/)"
     )
     parser.add_argument(
@@ -120,6 +123,17 @@ def make_parser(description: str) -> argparse.ArgumentParser:
         "--photos", type=Path, default=REAL_PHOTOS, help="real photos to replay"
     )
     return parser
+
+
+def pick(args: argparse.Namespace, smoke: Any, quick: Any, full: Any) -> Any:
+    """The size for this run: --smoke (tests), --quick, or full."""
+    if args.smoke:
+        return smoke
+    return quick if args.quick else full
+
+
+def run_flags(args: argparse.Namespace) -> str:
+    return " --smoke" if args.smoke else " --quick" if args.quick else ""
 
 
 # -- timing ------------------------------------------------------------------------
@@ -296,7 +310,7 @@ def report(
 
     result = {
         "benchmark": name,
-        "command": "python benchmarks/" + name + ".py" + (" --quick" * args.quick),
+        "command": f"python benchmarks/{name}.py{run_flags(args)}",
         "machine": started,
         "load_average_end": end_load,
         "model": None if model is None else {**asdict(model), "onnx": str(model.onnx)},

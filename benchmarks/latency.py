@@ -35,6 +35,7 @@ from harness import (
     make_parser,
     median,
     percentile,
+    pick,
     report,
 )
 
@@ -89,7 +90,7 @@ def main() -> None:
     engine = load_engine(
         EngineConfig(model=model.onnx, threads=args.threads), model.tile
     )
-    frames = 40 if args.quick else 300
+    frames = pick(args, 12, 40, 300)
     sources = ["synthetic", "replay"] if args.photos.is_dir() else ["synthetic"]
     tables, targets, extra = [], [], {}
     for source in sources:

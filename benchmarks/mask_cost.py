@@ -30,6 +30,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     real_photos,
     report,
     synthetic_frames,
@@ -131,7 +132,7 @@ def main() -> None:
     started = machine()
     model = bench_model(args.model)
     engine = load_engine(EngineConfig(model=model.onnx, threads=args.threads), 128)
-    count, rounds = (12, 2) if args.quick else (40, 4)
+    count, rounds = pick(args, (3, 1), (12, 2), (40, 4))
     groups = {
         "synthetic line (tracker)": [f for _, f in synthetic_frames(count)],
         "real photographs (GrabCut every frame)": [

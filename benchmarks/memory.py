@@ -37,6 +37,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     report,
 )
 
@@ -174,12 +175,12 @@ def main() -> None:
     args = parser.parse_args()
     started = machine()
     model = tiny_model()
-    frames = args.frames or (2000 if args.quick else 10_000)
+    frames = args.frames or pick(args, 60, 2000, 10_000)
     work = SCRATCH / "memory"
     cfg = inspect_config("synthetic", model, work, photos=Path(), changes=SMALL)
     with logs_into(work / "daemon.log"):
         rss = rss_run(cfg, model, frames)
-        hot = hot_path(cfg, model, 200 if args.quick else 1000, 50)
+        hot = hot_path(cfg, model, pick(args, 20, 200, 1000), pick(args, 5, 50, 50))
 
     memory = Table(
         f"RSS over {frames} frames (synthetic line 384 x 128, tiny model)",

@@ -43,6 +43,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     ratios,
     report,
 )
@@ -126,12 +127,12 @@ def main() -> None:
     args = make_parser(__doc__.splitlines()[0]).parse_args()
     started = machine()
     model = bench_model(args.model)
-    sizes = (10, 3) if args.quick else (24, 7)
+    sizes = pick(args, (6, 1), (10, 3), (24, 7))
     engine = load_engine(
         EngineConfig(model=model.onnx, threads=args.threads), model.tile
     )
     sources = ["replay", "synthetic"] if args.photos.is_dir() else ["synthetic"]
-    feeds = ["camera-like"] if args.quick else ["camera-like", "as shipped"]
+    feeds = ["camera-like", *pick(args, [], [], ["as shipped"])]
 
     fps = Table(
         "Daemon vs bare engine on the same tiles (steady state, interleaved rounds)",

@@ -32,7 +32,7 @@ BENCHMARKS = (
 
 def run_one(name: str, args: argparse.Namespace, out_dir: Path) -> dict:
     command = [sys.executable, str(ROOT / "benchmarks" / f"{name}.py")]
-    command += [] if args.full else ["--quick"]
+    command += [] if args.full else ["--smoke"] if args.smoke else ["--quick"]
     if args.model is not None and name not in ("acquisition", "memory"):
         command += ["--model", str(args.model)]
     out = out_dir / f"{name}.json"
@@ -52,6 +52,7 @@ def run_one(name: str, args: argparse.Namespace, out_dir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="full sizes (slow)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes (tests)")
     parser.add_argument("--model", type=Path, default=None, help="ONNX engine file")
     parser.add_argument("--only", default="", help="comma-separated subset")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
@@ -68,7 +69,8 @@ def main() -> None:
     for name in chosen:
         result = run_one(name, args, args.out)
         results.append(result)
-        command = f"python benchmarks/{name}.py" + ("" if args.full else " --quick")
+        flags = "" if args.full else " --smoke" if args.smoke else " --quick"
+        command = f"python benchmarks/{name}.py{flags}"
         if "failed" in result:
             table.add(name, "(benchmark failed)", "-", "-", "FAIL", command)
             continue

@@ -35,6 +35,7 @@ from harness import (
     machine,
     make_parser,
     median,
+    pick,
     real_photos,
     report,
     synthetic_frames,
@@ -151,7 +152,7 @@ def main() -> None:
     tile = model.tile
     groups = {
         "real photographs": real_photos(args.photos),
-        "synthetic line": synthetic_frames(8 if args.quick else 24),
+        "synthetic line": synthetic_frames(pick(args, 3, 8, 24)),
     }
     ropes = {name: rope_of(frames) for name, frames in groups.items() if frames}
 
@@ -195,14 +196,14 @@ def main() -> None:
     sizes = (
         [tile]
         if model.checkpoint is None
-        else sorted({96, tile, 192} if args.quick else {64, 96, tile, 192})
+        else sorted(pick(args, {tile}, {96, tile, 192}, {64, 96, tile, 192}))
     )
     settings = [(t, o) for t in sizes for o in (0, OVERLAP, 32) if o < t // 2]
-    sample = next(iter(ropes.values()))[: 3 if args.quick else 6]
+    sample = next(iter(ropes.values()))[: pick(args, 2, 3, 6)]
     cases, grids, engines = tradeoff_cases(model, sample, settings, args.threads)
     for case in cases.values():
         case()
-    timings = interleave(cases, 2 if args.quick else 4)
+    timings = interleave(cases, pick(args, 1, 2, 4))
     trade = Table(
         f"Tile size and overlap ({len(sample)} frames of {next(iter(ropes))})",
         [
