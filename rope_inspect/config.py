@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from rope_inspect.configfile import StrictModel, load_config
 
@@ -145,6 +145,15 @@ class TilingConfig(StrictModel):
     min_rope_fraction: float = Field(
         0.02, ge=0, le=1, description="skip tiles whose envelope share is below this"
     )
+
+    @model_validator(mode="after")
+    def _overlap_below_tile(self) -> TilingConfig:
+        if self.overlap >= self.tile:
+            raise ValueError(
+                f"overlap {self.overlap} must be smaller than tile {self.tile} "
+                "(tiles would not advance); a quarter of the tile is typical"
+            )
+        return self
 
 
 class EngineConfig(StrictModel):

@@ -22,7 +22,9 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base for every config section: unknown keys are an error, values are checked."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, frozen=False, allow_inf_nan=False
+    )
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
@@ -99,8 +101,30 @@ def _describe_error(
             f"{where}: unknown key '{key}' (value {value!r}); "
             f"remove it or check spelling{keys}"
         )
+    if err["type"] == "missing":
+        return f"{where}: required key '{key}' is missing; add it"
     shown = value if not isinstance(value, dict) else "{...}"
     return f"{where}: key '{key}' = {shown!r}: {err['msg']}"
+
+
+def _refuse_duplicate_keys(path: Path, node: yaml.Node | None) -> None:
+    """YAML lets a repeated key silently win; a config must not."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key, value in node.value:
+            name = getattr(key, "value", None)
+            line = key.start_mark.line + 1
+            if name in seen:
+                raise ConfigError(
+                    f"{path}:{line}: key '{name}' appears twice (first at line "
+                    f"{seen[name]})",
+                    "keep one of them; YAML would silently use the last",
+                )
+            seen[name] = line
+            _refuse_duplicate_keys(path, value)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_duplicate_keys(path, item)
 
 
 def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
@@ -113,10 +137,16 @@ def load_yaml(path: str | Path) -> tuple[dict[str, Any], yaml.Node | None]:
             f"config file {path} does not exist",
             "check the path; examples are in configs/",
         ) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (byte {exc.start} cannot be decoded)",
+            "save the file as UTF-8 YAML; is it the right file?",
+        ) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     try:
         root = yaml.compose(text)
+        _refuse_duplicate_keys(path, root)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(
@@ -141,6 +171,6 @@ def load_config(path: str | Path, model: type[ModelT]) -> ModelT:
         lines = [_describe_error(path, root, dict(e), model) for e in exc.errors()]
         raise ConfigError(
             f"{path} has {len(lines)} error(s):\n  " + "\n  ".join(lines),
-            f"see the field descriptions with `rope-inspect validate-config {path}`"
-            " or the documented examples in configs/",
+            f"fix the lines shown in {path}; every key is described in the commented "
+            "examples in configs/ and in rope_inspect/config.py",
         ) from exc
