@@ -137,6 +137,7 @@ class FrameRing:
             slot = self._slot_of(frame)
             self._held[slot] = False
             self._free.append(slot)
+            self._cond.notify_all()  # a writer may wait for a free slot
 
     def _slot_of(self, frame: Frame) -> int:
         for slot in range(self.slots):
@@ -145,6 +146,14 @@ class FrameRing:
                     raise ValueError("frame released twice")
                 return slot
         raise ValueError("frame does not come from this ring")
+
+    def wait_for_free_slot(self, timeout_s: float) -> bool:
+        """Wait until the next `begin_write` gets a free slot (and drops nothing) or
+        the ring is closed; True when either holds, False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: bool(self._free) or self._closed, timeout_s
+            )
 
     # -- both --------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from rope_inspect.service.faults import FaultState
 from rope_inspect.service.notify import HealthMonitor
 
 STAGE = "acquisition"
+FREE_SLOT_WAIT_S = 0.1  # longest wait for a free slot between health beats
 
 
 class MonitoredSource:
@@ -78,17 +79,19 @@ class MonitoredSource:
         return info
 
     def _wait_for_free_slot(self) -> None:
-        """Block (beating) until the ring has a free slot besides the one being read."""
+        """Block (beating) until the ring has a free slot besides the one being read.
+
+        The ring wakes this wait when the inspector releases a slot: no polling.
+        """
         ring = self.ring
         if ring is None:
             return
         while not self.stop_event.is_set():
-            stats = ring.stats()
-            if ring.slots - stats.pending - stats.held - 1 > 0:
+            if ring.wait_for_free_slot(0.0):
                 return
             self.waits += 1
             self.health.beat(STAGE)
-            self.stop_event.wait(0.005)
+            ring.wait_for_free_slot(FREE_SLOT_WAIT_S)
 
     def close(self) -> None:
         self.inner.close()
