@@ -91,7 +91,9 @@ class EdgeProbe:
             np.add.reduce(flat[:, 0, :, : 3 * self.strip_width], axis=2, out=self._sums)
         else:
             np.add.reduce(self._sample(image), axis=(2, 3), out=self._sums)
-        np.multiply(self._sums, 1.0 / (3 * self.strip_width), out=self._profile)
+        # cast by copy, then scale in place: a mixed-type ufunc allocates a buffer
+        np.copyto(self._profile, self._sums)
+        self._profile *= 1.0 / (3 * self.strip_width)
         return self._profile
 
     def reference(self, image: np.ndarray, mask: np.ndarray) -> EdgeReference | None:
