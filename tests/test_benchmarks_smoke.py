@@ -102,7 +102,7 @@ def test_mask_cost_splits_check_and_refresh(tiny_model: Path, tmp_path: Path) ->
     stdout, result = run_benchmark(
         "mask_cost", tmp_path, "--model", str(tiny_model), *no_photos(tmp_path)
     )
-    check_printed(stdout, result, tables=2)
+    check_printed(stdout, result, tables=1)  # the downscale table needs photos
 
 
 def test_pipeline_overhead_runs_the_daemon(tiny_model: Path, tmp_path: Path) -> None:
@@ -149,6 +149,8 @@ def test_mask_cost_on_real_photographs(tiny_model: Path, tmp_path: Path) -> None
     stdout, result = run_benchmark("mask_cost", tmp_path, "--model", str(tiny_model))
     check_printed(stdout, result, tables=2)
     assert any("real photographs" in t["name"] for t in result["targets"])
+    downscales = result["tables"][1]["rows"]
+    assert [row[0] for row in downscales] == [2, 4, 6, 8]
 
 
 def test_run_all_prints_one_table(tmp_path: Path) -> None:
