@@ -58,3 +58,28 @@ def test_good_images_differ_from_each_other(tmp_path: Path) -> None:
     second = cv2.imread(str(tmp_path / "train/good/001.png"))
     assert first is not None and second is not None
     assert np.abs(first.astype(int) - second.astype(int)).mean() > 5
+
+
+def test_stills_match_the_live_cameras_frames(tmp_path: Path) -> None:
+    """The demo model must train on what the demo camera delivers (sensor noise too)."""
+    from rope_inspect.acquisition.synthetic import SyntheticSource
+    from rope_inspect.config import LineConfig, SyntheticSourceConfig
+
+    render_dataset(tmp_path, n_train=2, n_test_per_type=0, width=256, seed=0)
+    stills = [
+        cv2.imread(str(p))[:, :, ::-1] for p in (tmp_path / "train/good").iterdir()
+    ]
+    cfg = SyntheticSourceConfig(kind="synthetic", width=256, realtime=False, seed=0)
+    source = SyntheticSource(cfg, LineConfig())
+    source.open()
+    slot = np.zeros(source.frame_shape, np.uint8)
+    live = []
+    for _ in range(2):
+        source.read_into(slot, 2.0)
+        live.append(slot.copy())
+    source.close()
+
+    def background(images: list[np.ndarray]) -> float:
+        return float(np.mean([im[:24].mean() for im in images]))
+
+    assert abs(background(stills) - background(live)) < 1.0

@@ -44,6 +44,10 @@ log = get_logger(__name__)
 SEGMENT_M = 0.25
 _NOISE_PLANES = 4
 _NOISE_SHIFT = 17
+# Sensor noise added to every frame: uniform integers in [0, SENSOR_NOISE_LEVELS).
+# The still dataset (synthetic_dataset.py) adds the same, so the demo model is trained
+# on what the demo camera delivers.
+SENSOR_NOISE_LEVELS = 6
 
 
 @dataclass
@@ -156,7 +160,7 @@ class SyntheticSource:
         self._spans: dict[int, Future[RenderedSpan]] = {}
         self._noise = np.random.default_rng([cfg.seed, 11]).integers(
             0,
-            6,
+            SENSOR_NOISE_LEVELS,
             (cfg.height, cfg.width + _NOISE_SHIFT * _NOISE_PLANES, 3),
             dtype=np.uint8,
         )

@@ -21,7 +21,7 @@ import numpy as np
 
 from rope_inspect.acquisition.rope_defects import DEFECT_KINDS, DefectSpec
 from rope_inspect.acquisition.rope_render import RopeLook
-from rope_inspect.acquisition.synthetic import RopeScene
+from rope_inspect.acquisition.synthetic import SENSOR_NOISE_LEVELS, RopeScene
 from rope_inspect.errors import DataError
 
 _ROPE_SPAN_PX = 50_000_000
@@ -36,6 +36,12 @@ class DatasetSummary:
     mean_defect_area_px: dict[str, float] = field(default_factory=dict)
 
 
+def _with_sensor_noise(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The live synthetic camera's sensor noise, so stills match its frames."""
+    noise = rng.integers(0, SENSOR_NOISE_LEVELS, rgb.shape, dtype=np.uint8)
+    return cv2.add(rgb, noise)
+
+
 def _write(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
@@ -48,7 +54,7 @@ def _good_frames(
     for i in range(count):
         x0 = int(rng.integers(0, _ROPE_SPAN_PX))
         span = scene.render_span(x0, width, defects=[])
-        _write(out / f"{i:03d}.png", span.image)
+        _write(out / f"{i:03d}.png", _with_sensor_noise(span.image, rng))
 
 
 def _defect_frame(
@@ -99,7 +105,9 @@ def render_dataset(
         areas = []
         for i in range(n_test_per_type):
             image, mask = _defect_frame(scene, kind, width, rng, k * 100_000 + i)
-            _write(root / "test" / kind / f"{i:03d}.png", image)
+            _write(
+                root / "test" / kind / f"{i:03d}.png", _with_sensor_noise(image, rng)
+            )
             mask_path = root / "ground_truth" / kind / f"{i:03d}_mask.png"
             mask_path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(mask_path), mask.astype(np.uint8) * 255)
