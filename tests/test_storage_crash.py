@@ -23,6 +23,7 @@ from rope_inspect.config import StoreConfig
 from rope_inspect.storage import DefectQuery, DefectStore
 from rope_inspect.storage.files import TEMP_PREFIX, read_map16, read_rgb
 from rope_inspect.storage.index import DefectIndex
+from rope_inspect.storage.journal import JOURNAL, read_journal
 from rope_inspect.storage.sample import sample_defect
 
 CHILD = textwrap.dedent(
@@ -64,10 +65,9 @@ def _indexed_rows(root: Path) -> int:
 
 
 def _manifest_size(root: Path) -> int:
-    try:
-        return len(json.loads((root / "pending.json").read_text())["pending"])
-    except (OSError, ValueError, KeyError):
-        return 0
+    """How many defects the pending journal names (written while the child runs)."""
+    state = read_journal(root / JOURNAL)
+    return len(state.entries) if state is not None else 0
 
 
 def _run_and_kill(root: Path, seed: int, min_rows: int) -> list[str]:

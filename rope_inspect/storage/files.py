@@ -9,12 +9,18 @@ anomaly-map crop is kept as a 16-bit PNG (value / 65535) so exports can threshol
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from rope_inspect.storage.record import DefectRecord
+    from rope_inspect.storage.writer import PendingDefect
 
 TEMP_PREFIX = ".tmp-"
 MAP_SCALE = 65535.0
@@ -128,6 +134,29 @@ def make_overlay(
         )
         cv2.drawContours(overlay, contours, -1, (255, 255, 255), 1)
     return overlay
+
+
+def defect_payload(
+    record: DefectRecord, item: PendingDefect, folder: str, jpeg_quality: int
+) -> list[tuple[str, bytes]]:
+    """(store-relative path, bytes) of every file of a defect, the JSON last; fills
+    in the record's paths (and its frame size when the frame is kept)."""
+    base = f"{folder}/{record.id}"
+    record.crop, record.overlay = f"{base}.crop.png", f"{base}.overlay.png"
+    record.map, record.json = f"{base}.map.png", f"{base}.json"
+    overlay = make_overlay(item.crop, item.map_crop, record.threshold)
+    payload = [
+        (record.crop, encode_png(item.crop)),
+        (record.overlay, encode_png(overlay)),
+        (record.map, encode_map16(item.map_crop)),
+    ]
+    if item.frame is not None:
+        record.frame = f"{base}.frame.jpg"
+        height, width = item.frame.shape[:2]
+        record.extra = {**record.extra, "frame_size": [width, height]}
+        payload.append((record.frame, encode_jpeg(item.frame, jpeg_quality)))
+    payload.append((record.json, json.dumps(record.to_dict(), indent=1).encode()))
+    return payload
 
 
 def crop_box_around(

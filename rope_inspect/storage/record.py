@@ -32,6 +32,17 @@ def new_defect_id(epoch: float) -> str:
     return f"{stamp}-{seq:04x}{secrets.randbelow(0x10000):04x}"
 
 
+def time_of_id(defect_id: str) -> str | None:
+    """The ISO time a store id was made at (see `new_defect_id`); None if not an id."""
+    if not ID_PATTERN.match(defect_id):
+        return None
+    stamp = defect_id[:22]
+    return (
+        f"{stamp[0:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:"
+        f"{stamp[13:15]}.{stamp[15:21]}Z"
+    )
+
+
 def utc_iso(epoch: float) -> str:
     """ISO 8601 UTC time with microseconds and a Z, as stored in records."""
     utc = datetime.fromtimestamp(epoch, tz=timezone.utc)

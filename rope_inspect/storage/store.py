@@ -3,7 +3,8 @@
 Layout of a store folder:
 
     index.sqlite (+ -wal, -shm)     one row per complete defect (WAL mode)
-    pending.json                    what the writer had not written yet (crash report)
+    pending.journal                 what the writer has not written yet, in space
+                                    reserved at open (`journal.py`)
     .lock                           held by the one process that writes the store
     defects/YYYY-MM-DD/<id>.crop.png      raw-image crop (RGB)
                        <id>.overlay.png   heat map over the crop (`make_overlay`)
@@ -13,7 +14,9 @@ Layout of a store folder:
 
 `add()` only copies the arrays and queues them (see `writer.py`); each file is written
 atomically, the index row is inserted after all of them, and retention then removes
-the oldest defects (row first, JSON last) until the store fits in `max_bytes`.
+the oldest defects until the store fits in `max_bytes` (`retention.py`). A write that
+fails because the disk is full first frees the oldest defects and tries again.
+
 """
 
 from __future__ import annotations
@@ -21,10 +24,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import os
 import sqlite3
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -34,49 +35,24 @@ from rope_inspect.errors import StoreError
 from rope_inspect.log import get_logger
 from rope_inspect.storage import files
 from rope_inspect.storage.index import DefectIndex
+from rope_inspect.storage.journal import JOURNAL, PendingJournal
 from rope_inspect.storage.record import REJECT_STATES, DefectRecord
-from rope_inspect.storage.recovery import (
-    DEFECTS_DIR,
-    MANIFEST,
-    RecoveryReport,
-    recover_store,
-)
+from rope_inspect.storage.recovery import DEFECTS_DIR, RecoveryReport, recover_store
+from rope_inspect.storage.reports import CloseReport, StoreStatus
+from rope_inspect.storage.retention import Retention, is_disk_full
 from rope_inspect.storage.view import INDEX_FILE, StoreView
-from rope_inspect.storage.writer import PendingDefect, PendingQueue, StoreWriter
+from rope_inspect.storage.writer import (
+    RETRYABLE,
+    PendingDefect,
+    PendingQueue,
+    StoreWriter,
+)
 
 if TYPE_CHECKING:
     from rope_inspect.config import StoreConfig
 
 log = get_logger(__name__)
-
-
-@dataclass
-class StoreStatus:
-    """Counters for metrics and the status line."""
-
-    bytes_used: int
-    max_bytes: int
-    defects: int
-    pending: int
-    written: int
-    dropped: int
-    frames_skipped: int
-    write_errors: int
-    failed: int
-    removed_by_retention: int
-    lost_on_open: int
-    alarm: bool
-    last_error: str
-
-
-@dataclass
-class CloseReport:
-    """What `close()` wrote and what it could not (those ids are in pending.json)."""
-
-    drained: bool
-    written: int
-    dropped: int
-    unwritten: list[str] = field(default_factory=list)
+SPACE_MARGIN = 128 * 1024  # freed beyond a defect's bytes (index and WAL pages)
 
 
 def _check_arrays(
@@ -113,13 +89,27 @@ class DefectStore(StoreView):
                 "check the folder's permissions and free space; a damaged "
                 "index.sqlite can be moved away (recovery re-indexes the JSON records)",
             ) from exc
-        self._bytes = self.index.total_bytes()
-        self.removed_by_retention = 0
+        self.retention = Retention(root, self.index, cfg.max_bytes)
+        self.journal = PendingJournal(root / JOURNAL, cfg.pending_limit + 1)
+        self._reserve_journal()
         self.queue = PendingQueue(cfg.pending_limit, cfg.pending_frame_bytes)
         self.writer = StoreWriter(self.queue, self, cfg.retry_backoff_s)
         self._closed: CloseReport | None = None
         self.writer.start()
         log.info("store_opened", path=str(root), defects=self.index.total_count())
+
+    def _reserve_journal(self) -> None:
+        """Reserve the journal's space; on a full disk the oldest defects make room."""
+        if self.journal.reserve():
+            return
+        need = 2 * self.journal.slot_bytes + SPACE_MARGIN
+        error = OSError(28, "no space for the pending journal")
+        if self.retention.free_for_space(need, "", error):
+            self.journal.reserve()
+
+    @property
+    def removed_by_retention(self) -> int:
+        return self.retention.removed
 
     @staticmethod
     def _acquire_lock(root: Path) -> int:
@@ -173,13 +163,27 @@ class DefectStore(StoreView):
         self.queue.add_update(defect_id, state)
 
     def close(self, timeout_s: float = 10.0) -> CloseReport:  # type: ignore[override]
-        """Write every pending defect it can within `timeout_s`, then close."""
+        """Write every pending defect it can within `timeout_s`, then close.
+
+        What it cannot write is listed in the report, the log and the journal.
+        """
         if self._closed is not None:
             return self._closed
         drained = self.writer.stop(timeout_s)
         _, remaining = self.queue.records()
+        error = self.writer.last_error if remaining else ""
+        saved = self.journal.write(remaining, "closed", error, sync=True)
+        if remaining and not self.writer.alive:
+            self._discard_partial(remaining)
         report = CloseReport(
-            drained, self.writer.written, self.queue.dropped, [r.id for r in remaining]
+            drained,
+            self.writer.written,
+            self.queue.dropped,
+            [r.id for r in remaining],
+            [r.position_m for r in remaining],
+            error,
+            saved,
+            self.retention.removed_for_space,
         )
         self._closed = report
         if remaining:
@@ -187,18 +191,39 @@ class DefectStore(StoreView):
                 "store_close_unwritten",
                 count=len(remaining),
                 ids=report.unwritten,
-                positions_m=[r.position_m for r in remaining],
-                error=self.writer.last_error,
+                positions_m=report.unwritten_positions_m,
+                error=error,
+                journal_saved=saved,
             )
-        log.info("store_closed", written=report.written, dropped=report.dropped)
+        self._log_unapplied_updates()
+        log.info("store_closed", written=report.written, dropped=report.dropped,
+                 unwritten=len(report.unwritten))  # fmt: skip
+        self.journal.close()
         self.index.close()
         os.close(self._lock_fd)
         return report
 
+    def _discard_partial(self, records: list[DefectRecord]) -> None:
+        """Remove what an unwritten defect left on disk (it has no row: incomplete)."""
+        for record in records:
+            folder = self.root / DEFECTS_DIR / record.time[:10]
+            for path in folder.glob(f"{record.id}.*"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _log_unapplied_updates(self) -> None:
+        updates = self.queue.apply_to_waiting()
+        if updates:
+            log.error(
+                "store_close_states_unwritten",
+                count=len(updates),
+                states=[f"{i}={s}" for i, s in updates],
+            )
+
     def status(self) -> StoreStatus:
         w = self.writer
         return StoreStatus(
-            bytes_used=self._bytes + self._index_bytes(),
+            bytes_used=self.retention.used(),
             max_bytes=self.cfg.max_bytes,
             defects=self.index.total_count() if self._closed is None else 0,
             pending=len(self.queue),
@@ -207,77 +232,54 @@ class DefectStore(StoreView):
             frames_skipped=self.queue.frames_skipped,
             write_errors=w.write_errors,
             failed=w.failed,
-            removed_by_retention=self.removed_by_retention,
-            lost_on_open=len(self.recovery.lost),
+            removed_by_retention=self.retention.removed,
+            lost_on_open=len(self.recovery.lost) + self.recovery.unlisted,
             alarm=w.alarm,
             last_error=w.last_error,
+            removed_for_space=self.retention.removed_for_space,
+            unwritten=len(self._closed.unwritten) if self._closed else 0,
+            journal_reserved=self.journal.reserved,
         )
 
     # --- called by the writer thread (WriteSink) ---
 
     def store_one(self, item: PendingDefect) -> None:
         record = dataclasses.replace(item.record)
-        folder = Path(DEFECTS_DIR) / record.time[:10]
-        base = f"{folder}/{record.id}"
-        record.crop, record.overlay = f"{base}.crop.png", f"{base}.overlay.png"
-        record.map, record.json = f"{base}.map.png", f"{base}.json"
-        overlay = files.make_overlay(item.crop, item.map_crop, record.threshold)
-        payload = [
-            (record.crop, files.encode_png(item.crop)),
-            (record.overlay, files.encode_png(overlay)),
-            (record.map, files.encode_map16(item.map_crop)),
-        ]
-        if item.frame is not None:
-            record.frame = f"{base}.frame.jpg"
-            height, width = item.frame.shape[:2]
-            record.extra = {**record.extra, "frame_size": [width, height]}
-            jpeg = files.encode_jpeg(item.frame, self.cfg.frame_jpeg_quality)
-            payload.append((record.frame, jpeg))
-        payload.append((record.json, json.dumps(record.to_dict(), indent=1).encode()))
+        folder = f"{DEFECTS_DIR}/{record.time[:10]}"
+        payload = files.defect_payload(
+            record, item, folder, self.cfg.frame_jpeg_quality
+        )
+        nbytes = sum(len(data) for _, data in payload)
+        for attempt in (1, 2):
+            try:
+                self._write_defect(record, payload, nbytes)
+                break
+            except RETRYABLE as exc:
+                self._discard_paths([rel for rel, _ in payload])
+                if attempt == 2 or not is_disk_full(exc):
+                    raise
+                need = nbytes + SPACE_MARGIN
+                if not self.retention.free_for_space(need, record.id, exc):
+                    raise
+        self.retention.enforce(record.id)
+
+    def _write_defect(
+        self, record: DefectRecord, payload: list[tuple[str, bytes]], nbytes: int
+    ) -> None:
         for rel, data in payload:
             files.write_atomic(self.root / rel, data)
-        files.fsync_dir(self.root / folder)
-        nbytes = sum(len(data) for _, data in payload)
+        files.fsync_dir((self.root / record.json).parent)
         self.index.insert(record, nbytes)
-        self._bytes += nbytes
-        self._enforce_retention(record.id)
+        self.retention.bytes += nbytes
+
+    def _discard_paths(self, rels: list[str]) -> None:
+        for rel in rels:
+            with contextlib.suppress(OSError):
+                (self.root / rel).unlink()
 
     def apply_reject_state(self, defect_id: str, state: str) -> None:
         self.index.set_reject_state(defect_id, state)
 
     def write_manifest(self, records: list[DefectRecord]) -> None:
-        text = json.dumps({"pending": [r.to_dict() for r in records]})
-        files.write_atomic(self.root / MANIFEST, text.encode(), sync=False)
-
-    # --- retention ---
-
-    def _index_bytes(self) -> int:
-        total = 0
-        for name in (INDEX_FILE, INDEX_FILE + "-wal"):
-            with contextlib.suppress(OSError):
-                total += (self.root / name).stat().st_size
-        return total
-
-    def _enforce_retention(self, keep_id: str) -> None:
-        """Remove the oldest defects until the store fits; not the one just written."""
-        removed, freed = 0, 0
-        while self._bytes + self._index_bytes() > self.cfg.max_bytes:
-            victims = [v for v in self.index.oldest(16) if v[0].id != keep_id]
-            if not victims:
-                break
-            for record, nbytes in victims:
-                self._remove_defect(record)
-                self._bytes -= nbytes
-                removed, freed = removed + 1, freed + nbytes
-                if self._bytes + self._index_bytes() <= self.cfg.max_bytes:
-                    break
-        if removed:
-            self.removed_by_retention += removed
-            log.info("store_retention", removed=removed, freed_bytes=freed)
-
-    def _remove_defect(self, record: DefectRecord) -> None:
-        """Row first, JSON last: a crash in between leaves what recovery finishes."""
-        self.index.delete(record.id)
-        for rel in record.file_paths():
-            with contextlib.suppress(FileNotFoundError):
-                (self.root / rel).unlink()
+        if not self.journal.write(records, "open"):
+            raise OSError("the pending journal could not be written")

@@ -7,10 +7,11 @@ Full frames are context, not evidence: past a byte budget new defects are queued
 without their frame. The `StoreWriter` thread writes one defect at a time; an OSError
 (disk full, read-only, permission) or a SQLite operational error keeps the defect and
 retries with backoff while the alarm is up, so writing resumes when space returns.
-While the queue changes, the writer rewrites the pending manifest (what is in flight
-and waiting) at most every `manifest_interval_s`; after a kill -9, recovery reports
-those defects as the lost tail. Defects added within that last interval may be
-missing from the report.
+While the queue changes, the writer rewrites the pending journal (what is in flight
+and waiting; `journal.py`, in space reserved at open, so a full disk does not stop
+it) at most every `manifest_interval_s`; after a kill -9, recovery reports those
+defects as the lost tail. Defects added within that last interval may be missing
+from the report.
 """
 
 from __future__ import annotations
@@ -182,6 +183,10 @@ class StoreWriter:
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self, timeout_s: float) -> bool:
         """Write what is pending within `timeout_s`; then give up. True if drained."""
