@@ -20,6 +20,7 @@ from rope_inspect.storage import (
 )
 from rope_inspect.storage.files import read_map16, read_rgb
 from rope_inspect.storage.sample import sample_defect
+from rope_inspect.storage.writer import PendingDefect
 
 T0 = 1_700_000_000.0
 
@@ -140,6 +141,45 @@ def test_reject_state_updates_pending_and_written(tmp_path: Path) -> None:
     view = StoreView.open(tmp_path)
     assert view.get(first.id).reject_state == "fired"  # type: ignore[union-attr]
     assert view.get(second.id).reject_state == "late"  # type: ignore[union-attr]
+    view.close()
+
+
+def test_reject_state_reaches_the_json_record_too(tmp_path: Path) -> None:
+    """Index row and JSON record agree, so a re-index keeps the state."""
+    store = DefectStore(store_cfg(tmp_path))
+    first, second, third = add_samples(store, 3)
+    store.close(timeout_s=30)
+    store = DefectStore(store_cfg(tmp_path))
+    store.set_reject_state(first.id, "fired")
+    store.set_reject_state(second.id, "failed")  # the output did not switch
+    store.close(timeout_s=30)
+    for record, state in ((first, "fired"), (second, "failed"), (third, "scheduled")):
+        stored = StoreView.open(tmp_path).get(record.id)
+        assert stored is not None and stored.reject_state == state
+        on_disk = json.loads((tmp_path / stored.json).read_text())
+        assert on_disk["reject_state"] == state
+    for name in ("index.sqlite", "index.sqlite-wal", "index.sqlite-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    store = DefectStore(store_cfg(tmp_path))  # rebuilt from the JSON records
+    assert store.get(second.id).reject_state == "failed"  # type: ignore[union-attr]
+    store.close()
+
+
+def test_reject_state_of_the_defect_being_written_is_kept(tmp_path: Path) -> None:
+    store = DefectStore(store_cfg(tmp_path))
+    real_store_one = store.store_one
+
+    def slow_store_one(item: PendingDefect) -> None:
+        store.set_reject_state(item.record.id, "fired")  # arrives while in flight
+        store.writer._housekeeping()
+        real_store_one(item)
+
+    store.store_one = slow_store_one  # type: ignore[method-assign]
+    store.writer.sink = store
+    (record,) = add_samples(store, 1)
+    store.close(timeout_s=30)
+    view = StoreView.open(tmp_path)
+    assert view.get(record.id).reject_state == "fired"  # type: ignore[union-attr]
     view.close()
 
 

@@ -2,9 +2,11 @@
 
 A row is inserted only after every file of its defect exists, so a row always has its
 files. The row holds the record as JSON plus the columns the review filters and sorts
-on; verdict and reject state live in columns and are the truth for those fields (the
-JSON file on disk keeps the record as it was detected). Safe to share between the
-store's writer thread and readers (one lock), and between processes (WAL, busy wait).
+on; verdict and reject state live in columns and are the truth for those fields. The
+store writes the reject state to the JSON file on disk as well; the verdict is in the
+index only (the JSON file keeps the record as detected, plus its reject state). Safe
+to share between the store's writer thread and readers (one lock), and between
+processes (WAL, busy wait).
 """
 
 from __future__ import annotations

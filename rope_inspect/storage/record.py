@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, Literal, get_args
 
-RejectState = Literal["scheduled", "fired", "late", "not_fired", "none"]
+RejectState = Literal["scheduled", "fired", "late", "not_fired", "failed", "none"]
 Verdict = Literal["defect", "false_alarm"]
 REJECT_STATES: tuple[str, ...] = get_args(RejectState)
 VERDICTS: tuple[str, ...] = get_args(Verdict)

@@ -17,6 +17,10 @@ atomically, the index row is inserted after all of them, and retention then remo
 the oldest defects until the store fits in `max_bytes` (`retention.py`). A write that
 fails because the disk is full first frees the oldest defects and tries again.
 
+The reject state is written to both the JSON record (rewritten atomically) and the
+index row; the QA verdict lives in the index only (the review sets it while a daemon
+may be writing), so readers take records from the index (`StoreView`), which holds
+both.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import json
 import os
 import sqlite3
 from pathlib import Path
@@ -157,7 +162,8 @@ class DefectStore(StoreView):
         return True
 
     def set_reject_state(self, defect_id: str, state: str) -> None:
-        """Record what became of the reject (fired, late, not_fired); never waits."""
+        """Record what became of the reject (fired, late, not_fired, failed) in the
+        JSON record and the index row; never waits (the writer thread does it)."""
         if state not in REJECT_STATES:
             raise ValueError(f"reject state {state!r} not in {REJECT_STATES}")
         self.queue.add_update(defect_id, state)
@@ -278,6 +284,24 @@ class DefectStore(StoreView):
                 (self.root / rel).unlink()
 
     def apply_reject_state(self, defect_id: str, state: str) -> None:
+        """JSON record first (atomic rewrite), then the row; both or, on an error
+        (retried by the writer), neither changed for good."""
+        record = self.index.get(defect_id)
+        if record is None:
+            log.debug("store_reject_state_unknown", id=defect_id, state=state)
+            return
+        if record.json:
+            path = self.root / record.json
+            try:
+                data = json.loads(path.read_text("utf-8"))
+            except FileNotFoundError:
+                data = None
+            except ValueError as exc:  # damaged: the row alone keeps the state
+                log.warning("store_bad_record", path=str(path), error=str(exc))
+                data = None
+            if data is not None and data.get("reject_state") != state:
+                data["reject_state"] = state
+                files.write_atomic(path, json.dumps(data, indent=1).encode())
         self.index.set_reject_state(defect_id, state)
 
     def write_manifest(self, records: list[DefectRecord]) -> None:

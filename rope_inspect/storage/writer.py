@@ -126,9 +126,11 @@ class PendingQueue:
             self._cond.notify()
 
     def apply_to_waiting(self) -> list[tuple[str, str]]:
-        """Apply reject-state updates to waiting defects; return the rest (for rows)."""
+        """Apply reject-state updates to waiting and in-flight defects (the writer
+        thread alone writes those); return the rest (for stored records)."""
         with self._cond:
-            waiting = {item.record.id: item.record for item in self._items}
+            items = [*self._items, *([self._in_flight] if self._in_flight else [])]
+            waiting = {item.record.id: item.record for item in items}
             rest = []
             for defect_id, state in self._updates:
                 if defect_id in waiting:
