@@ -180,6 +180,52 @@ def test_a_failing_output_is_counted_and_the_others_still_fire() -> None:
     assert scheduler.stats().output_errors == 1
 
 
+def test_a_reject_whose_output_failed_is_not_counted_as_fired() -> None:
+    """PLC unreachable: the reject is "failed" (stats, log, callback), never fired;
+    the next reject retries the switch-on and fires once the output works again."""
+    clock = FakeClock()
+    plc = RecordingOutput(clock, fail=True)
+    scheduler, position = _scheduler(clock, [plc], lead=0.0, pulse_ms=400)
+    outcomes: list[tuple[object, str, str]] = []
+    scheduler.on_outcome = lambda r: outcomes.append((r.defect_id, r.outcome, r.error))
+    first = scheduler.schedule(position() - 2.0, defect_id="a")  # due now
+    with capture_logs() as logs:
+        scheduler.poll()
+    assert first is not None and first.outcome == "failed" and first.fired_s is None
+    stats = scheduler.stats()
+    assert (stats.fired, stats.failed, stats.outputs_ok) == (0, 1, False)
+    assert outcomes == [("a", "failed", "recording: PLC gone\n  hint: plug it in")]
+    assert any(e["event"] == "reject_failed" for e in logs)
+    assert not any(e["event"] == "reject_fired" for e in logs)
+
+    plc.fail = False  # the PLC is back: the gate is still on, but the next reject
+    clock.now += 0.1  # switches again instead of trusting the failed switch-on
+    second = scheduler.schedule(position() - 2.0, defect_id="b")
+    scheduler.poll()
+    assert second is not None and second.outcome == "fired"
+    assert plc.changes == [(clock.now, True)]
+    assert outcomes[-1][:2] == ("b", "fired")
+    stats = scheduler.stats()
+    assert (stats.fired, stats.failed, stats.outputs_ok) == (1, 1, True)
+
+
+def test_every_outcome_reaches_the_callback() -> None:
+    clock = FakeClock()
+    scheduler, position = _scheduler(clock, [RecordingOutput(clock)])
+    outcomes: list[tuple[object, str]] = []
+    scheduler.on_outcome = lambda r: outcomes.append((r.defect_id, r.outcome))
+    scheduler.schedule(position() - 2.0, defect_id="now")
+    scheduler.schedule(position(), defect_id="later")
+    scheduler.poll()
+    scheduler.shutdown()
+    scheduler.schedule(position(), defect_id="after")
+    assert outcomes == [
+        ("now", "fired"),
+        ("later", "not_fired"),
+        ("after", "not_fired"),
+    ]
+
+
 def test_scheduler_thread_fires_and_stops_on_the_real_clock() -> None:
     output = LogOutput()
     cfg = RejectConfig(actuator_distance_m=0.05, lead_m=0.0, pulse_ms=30)

@@ -13,6 +13,13 @@ it polls. A reject whose time has already passed when it is scheduled fires at o
 and is counted late. Output I/O happens on the scheduler thread (or the caller of
 `poll()` in tests), never on the thread that calls `schedule()`. `shutdown()` logs
 every pending reject as not fired: none is dropped silently.
+
+A reject counts as fired only when every output switched on for it (or the gate was
+already on and its last switch-on had succeeded); when an output fails (a PLC that
+cannot be reached) the reject is "failed": counted in `stats().failed`, logged, and
+the switch-on is retried for the next reject. Each reject's outcome ("fired",
+"failed", "not_fired") is set on the `PendingReject` and passed to `on_outcome`, on
+the scheduler thread, so the caller can record it and raise its fault output.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ from typing import TYPE_CHECKING
 
 from rope_inspect.log import get_logger
 from rope_inspect.reject.base import RejectOutput
+from rope_inspect.reject.position import LinearRopePosition
 
 if TYPE_CHECKING:
     from rope_inspect.config import RejectConfig
 
+__all__ = ["LinearRopePosition", "PendingReject", "RejectScheduler", "RejectStats"]
 log = get_logger(__name__)
 
 _IDLE_WAIT_S = 0.5
@@ -37,7 +46,12 @@ _IDLE_WAIT_S = 0.5
 
 @dataclass
 class PendingReject:
-    """One scheduled reject; positions in rope metres, times on the scheduler clock."""
+    """One scheduled reject; positions in rope metres, times on the scheduler clock.
+
+    `due_s`: when it came due and the outputs were driven; `fired_s`: the same, set
+    only when every output switched (None for a failed reject); `outcome`: "pending",
+    then "fired", "failed" (with `error`) or "not_fired".
+    """
 
     reject_id: int
     defect_id: str | int | None
@@ -46,10 +60,16 @@ class PendingReject:
     scheduled_s: float
     late: bool = False
     fired_s: float | None = None
+    due_s: float | None = None
+    outcome: str = "pending"
+    error: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class RejectStats:
+    """`fired` counts rejects every output switched for; `failed` those where an
+    output failed; `outputs_ok` is False while the last switch of an output failed."""
+
     scheduled: int
     fired: int
     late: int
@@ -57,24 +77,8 @@ class RejectStats:
     output_errors: int
     pending: int
     active: bool
-
-
-class LinearRopePosition:
-    """Rope coordinate from a constant line speed: speed * (clock() - origin)."""
-
-    def __init__(
-        self, speed_m_per_s: float, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.speed_m_per_s = speed_m_per_s
-        self._clock = clock
-        self.origin_s = clock()
-
-    def at(self, monotonic_s: float) -> float:
-        """The coordinate that was under the camera centre at a clock time."""
-        return self.speed_m_per_s * (monotonic_s - self.origin_s)
-
-    def __call__(self) -> float:
-        return self.at(self._clock())
+    failed: int = 0
+    outputs_ok: bool = True
 
 
 class RejectScheduler:
@@ -89,8 +93,10 @@ class RejectScheduler:
         speed_m_per_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = 0.002,
+        on_outcome: Callable[[PendingReject], None] | None = None,
     ) -> None:
         self.outputs = list(outputs)
+        self.on_outcome = on_outcome
         self.cfg = cfg
         self.position = position
         self.speed_m_per_s = speed_m_per_s
@@ -104,8 +110,10 @@ class RejectScheduler:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._on = False
+        self._on_ok = True  # the last switch-on reached every output
+        self._outputs_ok = True
         self._counts = dict.fromkeys(
-            ("scheduled", "fired", "late", "not_fired", "output_errors"), 0
+            ("scheduled", "fired", "late", "not_fired", "output_errors", "failed"), 0
         )
 
     # -- caller side -------------------------------------------------------------
@@ -131,24 +139,48 @@ class RejectScheduler:
             )
             if self._closed:
                 self._log_not_fired(reject, now_m, "scheduled after shutdown")
-                return None
-            self._counts["scheduled"] += 1
-            if reject.late:
-                self._counts["late"] += 1
-                log.warning(
-                    "reject_late",
-                    defect_id=defect_id,
-                    late_by_m=round(now_m - reject.on_at_m, 4),
-                )
-            self._pending.append(reject)
-            self._cond.notify()
+                refused = reject
+            else:
+                refused = None
+                self._add(reject, now_m)
+        if refused is not None:
+            self._report([refused])
+            return None
         return reject
+
+    def _add(self, reject: PendingReject, now_m: float) -> None:
+        """Count and queue a new reject (lock held)."""
+        self._counts["scheduled"] += 1
+        if reject.late:
+            self._counts["late"] += 1
+            log.warning(
+                "reject_late",
+                defect_id=reject.defect_id,
+                late_by_m=round(now_m - reject.on_at_m, 4),
+            )
+        self._pending.append(reject)
+        self._cond.notify()
 
     def stats(self) -> RejectStats:
         with self._cond:
             return RejectStats(
-                **self._counts, pending=len(self._pending), active=self._on
+                **self._counts,
+                pending=len(self._pending),
+                active=self._on,
+                outputs_ok=self._outputs_ok,
             )
+
+    def _report(self, rejects: list[PendingReject]) -> None:
+        """Hand each settled reject to `on_outcome` (its errors are logged only)."""
+        if self.on_outcome is None:
+            return
+        for reject in rejects:
+            try:
+                self.on_outcome(reject)
+            except Exception:  # the caller's bug must not stop the rejects
+                log.exception(
+                    "reject_outcome_callback_failed", defect_id=reject.defect_id
+                )
 
     # -- firing ------------------------------------------------------------------
 
@@ -160,22 +192,47 @@ class RejectScheduler:
             due = [r for r in self._pending if now_m >= r.on_at_m]
             for reject in due:
                 self._pending.remove(reject)
-                reject.fired_s = now_s
+                reject.due_s = now_s
                 self._active.append(reject)
-                self._counts["fired"] += 1
-                log.info("reject_fired", defect_id=reject.defect_id, late=reject.late)
             self._active = [
                 r
                 for r in self._active
-                if now_m < r.off_at_m or now_s < (r.fired_s or now_s) + pulse_s
+                if now_m < r.off_at_m or now_s < (r.due_s or now_s) + pulse_s
             ]
-            wanted = bool(self._active)
-            changed = wanted != self._on
+            wanted = bool(self._active) or bool(due)  # a due reject always switches
+            drive = wanted != self._on or bool(due and not self._on_ok)
             self._on = wanted
             wait = self._next_wait(now_s, now_m, pulse_s)
-        if changed:
-            self._drive(wanted)
+        ok, error = self._drive(wanted) if drive else (self._on_ok, "")
+        if drive and wanted:
+            self._on_ok = ok
+        if due:
+            self._settle(due, now_s, ok, error)
         return wait
+
+    def _settle(
+        self, due: list[PendingReject], now_s: float, ok: bool, error: str
+    ) -> None:
+        """Fired when the outputs switched on for them, else failed; then report."""
+        with self._cond:
+            for reject in due:
+                if ok:
+                    reject.fired_s, reject.outcome = now_s, "fired"
+                    self._counts["fired"] += 1
+                    log.info(
+                        "reject_fired", defect_id=reject.defect_id, late=reject.late
+                    )
+                else:
+                    reject.outcome, reject.error = "failed", error
+                    self._counts["failed"] += 1
+                    log.error(
+                        "reject_failed",
+                        defect_id=reject.defect_id,
+                        late=reject.late,
+                        error=error,
+                        action="the defect was not marked: raise the fault output",
+                    )
+        self._report(due)
 
     def _next_wait(self, now_s: float, now_m: float, pulse_s: float) -> float:
         targets = [r.on_at_m for r in self._pending] + [
@@ -189,14 +246,19 @@ class RejectScheduler:
         waits += [(r.fired_s or now_s) + pulse_s - now_s for r in self._active]
         return max(min(waits), 0.0)
 
-    def _drive(self, active: bool) -> None:
+    def _drive(self, active: bool) -> tuple[bool, str]:
+        """Switch every output; (all switched, the errors joined)."""
+        errors = []
         for output in self.outputs:
             try:
                 output.set(active)
             except Exception as exc:
+                errors.append(f"{output.name}: {exc}")
                 with self._cond:
                     self._counts["output_errors"] += 1
                 log.error("reject_output_failed", output=output.name, error=str(exc))
+        self._outputs_ok = not errors
+        return not errors, "; ".join(errors)
 
     # -- thread ------------------------------------------------------------------
 
@@ -234,9 +296,11 @@ class RejectScheduler:
             log.warning("reject_cut_short", defect_id=reject.defect_id)
         if was_on:
             self._drive(False)
+        self._report(lost)
         return lost
 
     def _log_not_fired(self, reject: PendingReject, now_m: float, why: str) -> None:
+        reject.outcome = "not_fired"
         self._counts["not_fired"] += 1
         log.error(
             "reject_not_fired",
