@@ -91,6 +91,7 @@ class Parts:
             "written": store.written,
             "dropped": store.dropped,
             "unwritten": store.unwritten,
+            "note": store.describe() if hasattr(store, "describe") else "",
         }
         _quietly("engine_close", self.engine.close)
         return report

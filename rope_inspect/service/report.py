@@ -124,6 +124,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if not summary.get("accounting_ok", True):
         lines.append(f"  ACCOUNTING MISMATCH: {summary.get('accounting')}")
+    note = summary.get("store", {}).get("note")
+    if note:
+        lines.append(f"  store: {note}")
     recovery = summary.get("store_recovery") or {}
     if recovery and not recovery.get("clean", True):
         lines.append(
