@@ -36,8 +36,6 @@ from rope_inspect.storage.files import crop_around
 
 log = get_logger(__name__)
 
-CROP_MIN_PX = 128
-
 
 @dataclass
 class _View:
@@ -163,7 +161,7 @@ class DefectOutputs:
             anomaly_map,
             bbox,
             margin=self.cfg.store.crop_margin_px,
-            min_side=CROP_MIN_PX,
+            min_side=self.cfg.store.crop_min_px,
         )
         keep_frame = self.cfg.store.save_full_frame
         self._views[defect_id] = _View(
