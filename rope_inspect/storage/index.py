@@ -151,6 +151,10 @@ class DefectIndex:
             ),
         )
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and truncate it (frees its space)."""
+        self._fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def delete(self, defect_id: str) -> None:
         self._execute("DELETE FROM defects WHERE id = ?", (defect_id,))
 

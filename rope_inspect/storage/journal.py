@@ -35,7 +35,7 @@ JOURNAL = "pending.journal"
 MAGIC = b"RIJ1"
 HEADER_BYTES = 64
 EXTRA_BYTES = 512  # the error text and the JSON frame around the entries
-ENTRY_BYTES = 96  # one [id, position, score] entry, at most
+ENTRY_BYTES = 72  # one [id, position, score] entry, as a rule (more: counted)
 MAX_ENTRIES = 50_000
 STATES = ("open", "closed")
 

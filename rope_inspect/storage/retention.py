@@ -11,7 +11,9 @@ Two reasons to remove defects, both oldest first and never the one being written
 A defect is removed row first, JSON last, so a crash in between leaves what recovery
 finishes (see `recovery.py`). Removing a row writes to SQLite's WAL, which needs
 space itself: the store keeps a small ballast file (`.space-reserve`, zeros) that is
-deleted to let those deletes through on a full disk and written again afterwards.
+deleted to let those deletes through on a full disk and written again afterwards;
+the WAL is then checkpointed and truncated, since on a small disk it can grow to take
+what is left.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ log = get_logger(__name__)
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 BATCH = 16
 BALLAST = ".space-reserve"
-BALLAST_BYTES = 128 * 1024
+BALLAST_BYTES = 64 * 1024
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -55,7 +57,6 @@ class Retention:
         self.bytes = index.total_bytes()
         self.removed = 0
         self.removed_for_space = 0
-        self.reserve_ballast()
 
     def reserve_ballast(self) -> bool:
         """Write the ballast file (if missing); False when the disk has no room."""
@@ -128,6 +129,7 @@ class Retention:
         target = wanted + (BALLAST_BYTES if released else 0)
         try:
             removed, freed = self._remove_oldest(keep_id, lambda got: got >= target)
+            wal_freed = self._truncate_wal()
         except (OSError, sqlite3.DatabaseError) as exc:
             log.error(
                 "store_disk_full_retention_failed",
@@ -137,17 +139,29 @@ class Retention:
             return 0
         finally:
             self.reserve_ballast()
-        if removed:
+        if removed or wal_freed:
             self.removed_for_space += removed
             log.warning(
                 "store_disk_full_retention",
                 removed=removed,
                 freed_bytes=freed,
+                wal_freed_bytes=wal_freed,
                 error=f"{type(error).__name__}: {error}",
                 left=self.index.total_count(),
                 action="the oldest defects made room for the newest",
             )
-        return freed
+        return freed + wal_freed
+
+    def _truncate_wal(self) -> int:
+        """Checkpoint the index and truncate its WAL; the bytes that freed."""
+        wal = self.root / (INDEX_FILE + "-wal")
+        before = wal.stat().st_size if wal.exists() else 0
+        try:
+            self.index.checkpoint()
+        except sqlite3.DatabaseError as exc:  # a reader holds it: next time
+            log.debug("store_checkpoint_failed", error=str(exc))
+        after = wal.stat().st_size if wal.exists() else 0
+        return max(before - after, 0)
 
     def remove_defect(self, record: DefectRecord) -> None:
         """Row first, JSON last: a crash in between leaves what recovery finishes."""

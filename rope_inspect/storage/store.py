@@ -97,6 +97,7 @@ class DefectStore(StoreView):
         self.retention = Retention(root, self.index, cfg.max_bytes)
         self.journal = PendingJournal(root / JOURNAL, cfg.pending_limit + 1)
         self._reserve_journal()
+        self.retention.reserve_ballast()  # after the journal: that matters more
         self.queue = PendingQueue(cfg.pending_limit, cfg.pending_frame_bytes)
         self.writer = StoreWriter(self.queue, self, cfg.retry_backoff_s)
         self._closed: CloseReport | None = None
