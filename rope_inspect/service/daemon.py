@@ -81,6 +81,7 @@ class Daemon:
         self._shutdown_report: dict[str, Any] | None = None
         self._seen_skips = 0
         self._seen_inspected = 0
+        self._seen_rejects = (0, 0)  # (failed, fired)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -140,6 +141,7 @@ class Daemon:
             now = time.monotonic()
             self.rate.sample(self.counters.get("frames_inspected"))
             self._watch_acquisition(parts)
+            self._watch_rejects(parts)
             if (
                 limits.duration_s is not None
                 and now - self.started_s >= limits.duration_s
@@ -172,6 +174,31 @@ class Daemon:
         elif not new_skips and inspected > self._seen_inspected:
             self.faults.set("source_frames", False)
         self._seen_skips, self._seen_inspected = stats.skipped, inspected
+
+    def _watch_rejects(self, parts: Parts) -> None:
+        """A reject whose outputs failed (PLC unreachable) left a defect unmarked:
+        raise the fault output until a later reject fires through working outputs.
+        """
+        stats = parts.scheduler.stats()
+        failed, fired = self._seen_rejects
+        if stats.failed > failed:
+            error = parts.decision.last_reject_error.split("\n", 1)[0]
+            detail = (
+                f"reject output failed: {stats.failed} defect(s) not marked ({error})"
+            )
+            errors_before = self.faults.output_errors
+            self.faults.set("reject_output", True, detail)
+            if self.faults.output_errors > errors_before:
+                log.error(
+                    "fault_output_failed_too",
+                    condition="reject_output",
+                    failed_rejects=stats.failed,
+                    action="defects pass unmarked and the fault output cannot say "
+                    "so: check the PLC and its network",
+                )
+        elif stats.fired > fired and stats.outputs_ok:
+            self.faults.set("reject_output", False)
+        self._seen_rejects = (stats.failed, stats.fired)
 
     def _report_status(self, terminal: TerminalStatus | None) -> None:
         text = status_text(self.snapshot())

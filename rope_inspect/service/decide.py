@@ -5,8 +5,10 @@ into blobs, `DefectTracker` merges them with earlier frames. When a frame become
 defect's best view its crop (and map crop, and the frame when configured) is copied
 right then, because the ring slot is reused soon. When the tracker emits a defect (the
 rope carried it out of view) its reject is scheduled for when it reaches the actuator
-and its record goes to the store, which never blocks. What became of each reject
-(fired, late, not fired at shutdown) is written back to the store.
+and its record goes to the store, which never blocks. The record is queued before the
+reject is scheduled, so what became of the reject (fired, late, failed: an output did
+not switch, not fired at shutdown) always finds it: the scheduler reports each
+outcome on its own thread and it is written back to the store at once.
 """
 
 from __future__ import annotations
@@ -127,8 +129,9 @@ class DefectOutputs:
         self.finder = DefectFinder(calibration, cfg.decision)
         self.tracker: DefectTracker | None = None
         self._views: dict[int, _View] = {}
-        self._rejects: dict[str, PendingReject] = {}
         self._rejects_on = bool(cfg.reject.outputs)
+        self.last_reject_error = ""
+        scheduler.on_outcome = self._on_outcome
 
     def process(
         self, frame: Frame, anomaly_map: np.ndarray, envelope: np.ndarray
@@ -150,7 +153,6 @@ class DefectOutputs:
         with self.times.time("output"):
             for defect in update.emitted:
                 self._emit(defect)
-            self._collect_fired()
         return len(update.emitted)
 
     def _keep_view(
@@ -202,15 +204,6 @@ class DefectOutputs:
     def _emit(self, defect: Defect) -> None:
         view = self._views.pop(defect.id, None)
         record = self._record(defect, view)
-        if self._rejects_on:
-            reject = self.scheduler.schedule(
-                defect.position_m, defect.end_m - defect.start_m, defect_id=record.id
-            )
-            if reject is None:
-                record.reject_state = "not_fired"
-            else:
-                self._rejects[record.id] = reject
-                self.counters.add("rejects_scheduled")
         if view is None:
             log.error("defect_without_view", defect=defect.id, record=record.id)
             self.counters.add("defects_store_refused")
@@ -218,6 +211,12 @@ class DefectOutputs:
             self.counters.add("defects_stored")
         else:
             self.counters.add("defects_store_refused")
+        if self._rejects_on:  # after store.add: its outcome finds the record
+            reject = self.scheduler.schedule(
+                defect.position_m, defect.end_m - defect.start_m, defect_id=record.id
+            )
+            if reject is not None:
+                self.counters.add("rejects_scheduled")
         if self.scorer is not None:
             self.scorer.add(
                 FoundDefect(
@@ -237,12 +236,18 @@ class DefectOutputs:
             frames=defect.frames_seen,
         )
 
-    def _collect_fired(self) -> None:
-        """Write the reject state of every reject that has fired to the store."""
-        fired = [(k, r) for k, r in self._rejects.items() if r.fired_s is not None]
-        for record_id, reject in fired:
-            del self._rejects[record_id]
-            self.store.set_reject_state(record_id, "late" if reject.late else "fired")
+    def _on_outcome(self, reject: PendingReject) -> None:
+        """What became of a reject (scheduler thread): its record's reject state."""
+        if reject.outcome == "fired":
+            state = "late" if reject.late else "fired"
+        elif reject.outcome in ("failed", "not_fired"):
+            state = reject.outcome
+        else:
+            return
+        if reject.outcome == "failed":
+            self.last_reject_error = reject.error
+        if reject.defect_id is not None:
+            self.store.set_reject_state(str(reject.defect_id), state)
 
     def flush(self) -> int:
         """Emit every open defect (end of run); return how many."""
@@ -260,13 +265,7 @@ class DefectOutputs:
         The defects still open at shutdown are emitted after the scheduler closed:
         their rejects are logged as not fired and their records stored as such.
         """
-        lost = self.scheduler.shutdown()
-        self._collect_fired()
-        lost_ids = {r.defect_id for r in lost}
-        for record_id in list(self._rejects):
-            if record_id in lost_ids:
-                self.store.set_reject_state(record_id, "not_fired")
-                del self._rejects[record_id]
+        self.scheduler.shutdown()  # each pending reject reported as not fired
         flushed = self.flush() if flush else 0
         not_fired = self.scheduler.stats().not_fired
         return {"flushed_defects": flushed, "rejects_not_fired": not_fired}
@@ -275,6 +274,7 @@ class DefectOutputs:
         reject = self.scheduler.stats()
         return {
             "rejects_fired": reject.fired,
+            "rejects_failed": reject.failed,
             "rejects_late": reject.late,
             "rejects_not_fired": reject.not_fired,
             "reject_output_errors": reject.output_errors,

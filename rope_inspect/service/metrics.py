@@ -48,6 +48,12 @@ METRIC_SPECS: dict[str, tuple[str, str]] = {
     "defects_stored": ("counter", "defects handed to the store"),
     "rejects_fired": ("counter", "reject pulses fired"),
     "rejects_late": ("counter", "reject pulses fired after their due time"),
+    "rejects_failed": (
+        "counter",
+        "rejects whose outputs failed to switch (defect not marked)",
+    ),
+    "reject_output_errors": ("counter", "reject output writes that failed"),
+    "fault_output_errors": ("counter", "fault output writes that failed"),
     "rejects_not_fired": ("counter", "rejects pending at shutdown, never fired"),
     "camera_reconnects": ("counter", "successful camera reconnects"),
     "camera_losses": ("counter", "times the camera was lost"),

@@ -98,6 +98,7 @@ def _truth_lines(truth: dict[str, Any]) -> list[str]:
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run summary as text."""
     frames = summary.get("frames", {})
+    rejects = summary.get("rejects", {})
     lines = [
         f"rope-inspect run: {summary.get('duration_s', 0):.1f} s, "
         f"stopped by {summary.get('stopped_by')}",
@@ -108,10 +109,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  tiles {summary.get('tiles', 0)} ({summary.get('tiles_per_frame', 0):.1f} "
         f"per frame), {summary.get('fps', 0):.1f} frames/s inspected",
         f"  defects {summary.get('defects', 0)}, stored {summary.get('stored', 0)}, "
-        f"rejects fired {summary.get('rejects', {}).get('fired', 0)}, late "
-        f"{summary.get('rejects', {}).get('late', 0)}, not fired "
-        f"{summary.get('rejects', {}).get('not_fired', 0)}",
+        f"rejects fired {rejects.get('fired', 0)}, late {rejects.get('late', 0)}, "
+        f"failed {rejects.get('failed', 0)}, not fired {rejects.get('not_fired', 0)}",
     ]
+    if rejects.get("failed"):
+        lines.append(
+            f"  REJECT OUTPUT FAILED: {rejects['failed']} defect(s) NOT MARKED "
+            "(reject_state 'failed' in the store); fault output errors "
+            f"{summary.get('faults', {}).get('output_errors', 0)}"
+        )
     latency = summary.get("latency_ms", {})
     if latency:
         stages = ", ".join(f"{k} {v:.1f}" for k, v in latency.items())

@@ -24,6 +24,7 @@ def build_snapshot(daemon: Daemon) -> dict[str, Any]:
     snap["fault_active"] = int(daemon.faults.active)
     snap["fault_conditions"] = daemon.faults.conditions()
     snap["faults_raised"] = daemon.faults.raised_count
+    snap["fault_output_errors"] = daemon.faults.output_errors
     parts = daemon.parts
     if parts is None:
         return snap
@@ -130,11 +131,13 @@ def build_summary(daemon: Daemon) -> dict[str, Any]:
         "rejects": {
             "scheduled": snap.get("rejects_scheduled", 0),
             "fired": snap.get("rejects_fired", 0),
+            "failed": snap.get("rejects_failed", 0),
             "late": snap.get("rejects_late", 0),
             "not_fired": snap.get("rejects_not_fired", 0),
         },
         "faults": {
             "raised": daemon.faults.raised_count,
+            "output_errors": daemon.faults.output_errors,
             "history": [list(h) for h in daemon.faults.history],
         },
         "camera": {
