@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +104,21 @@ def test_status_line_shows_rates_drops_defects_and_faults() -> None:
         "STORE ALARM",
     ):
         assert part in text
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGHUP", "SIGINT"])
+def test_stop_signals_ask_the_daemon_to_stop_instead_of_killing_it(name: str) -> None:
+    """SIGHUP (terminal closed) drains like SIGTERM; by default it kills at once."""
+    script = (
+        "import os, signal\n"
+        "from rope_inspect.service.commands import _StopOnSignal\n"
+        "asked = []\n"
+        "with _StopOnSignal(asked.append):\n"
+        f"    os.kill(os.getpid(), signal.{name})\n"
+        "print('asked', asked)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"asked ['{name}']")
