@@ -8,7 +8,9 @@ drops, gaps in the camera frame id (frames lost before the host saw them) and th
 CPU the process spends per frame.
 
 The copy into the ring (RGBa8 -> RGB, OpenCV writing into the slot) is timed per
-megapixel against a plain memcpy (`np.copyto`) of the same bytes, interleaved.
+megapixel against a plain memcpy (`np.copyto`) of the same bytes, interleaved; the
+target takes the best round of each (a round is ~10 ms of copies, so on a shared
+machine the median carries preemptions; both are printed).
 
 Targets (issue 7): sustained rate >= 0.95 x the producer's rate, with no drops; the
 copy into the ring <= 2 x a memcpy of the same bytes.
@@ -116,7 +118,7 @@ def copy_cost(size: tuple[int, int], rounds: int) -> dict[str, Any]:
     payload = rng.integers(0, 256, converter.needed_bytes, dtype=np.uint8)
     slot = np.empty(converter.shape, np.uint8)
     same_bytes = np.empty_like(payload)
-    reps = max(5, int(2e7 // payload.size))
+    reps = max(5, int(1e8 // payload.size))  # a round: some 10 ms of copying
 
     def convert() -> None:
         for _ in range(reps):
@@ -128,12 +130,19 @@ def copy_cost(size: tuple[int, int], rounds: int) -> dict[str, Any]:
 
     cases = {"convert into slot": convert, "np.copyto, same bytes": memcpy}
     timings = interleave(cases, rounds)
-    megapixels = width * height / 1e6
-    per_mp = {k: median(v) / reps / megapixels for k, v in timings.wall.items()}
-    ratio = median(
-        ratios(timings.wall["convert into slot"], timings.wall["np.copyto, same bytes"])
+    scale = 1e3 / reps / (width * height / 1e6)  # round seconds -> ms per megapixel
+    best = {k: scale * min(v) for k, v in timings.wall.items()}
+    typical = {k: scale * median(v) for k, v in timings.wall.items()}
+    convert_s, copy_s = (
+        timings.wall["convert into slot"],
+        timings.wall["np.copyto, same bytes"],
     )
-    return {"ms_per_mp": {k: 1e3 * v for k, v in per_mp.items()}, "ratio": ratio}
+    return {
+        "best_ms_per_mp": best,
+        "median_ms_per_mp": typical,
+        "ratio_best": min(convert_s) / min(copy_s),
+        "ratio_median": median(ratios(convert_s, copy_s)),
+    }
 
 
 def main() -> None:
@@ -165,8 +174,16 @@ def main() -> None:
         ],
     )
     copy = Table(
-        "Copy into the ring vs memcpy (ms per megapixel, median of rounds)",
-        ["size", "RGBa8 -> RGB slot", "np.copyto same bytes", "ratio"],
+        "Copy into the ring vs memcpy (ms per megapixel; best and median of rounds)",
+        [
+            "size",
+            "RGBa8 -> RGB slot, best",
+            "np.copyto same bytes, best",
+            "ratio of best",
+            "RGBa8 -> RGB slot, median",
+            "np.copyto, median",
+            "median ratio",
+        ],
     )
     targets, extra = [], {}
     for size in sizes:
@@ -182,10 +199,14 @@ def main() -> None:
             run["acquire_ms_per_frame"],
             run["producer_ms_per_frame"],
         )
-        cost = copy_cost(size, pick(args, 1, 3, 7))
-        ms = cost["ms_per_mp"]
+        cost = copy_cost(size, pick(args, 2, 9, 21))
+        best, typical = cost["best_ms_per_mp"], cost["median_ms_per_mp"]
         copy.add(
-            label, ms["convert into slot"], ms["np.copyto, same bytes"], cost["ratio"]
+            label,
+            *best.values(),
+            cost["ratio_best"],
+            *typical.values(),
+            cost["ratio_median"],
         )
         targets.append(
             Target(
@@ -198,7 +219,11 @@ def main() -> None:
         )
         targets.append(
             Target(
-                f"copy into ring / memcpy, {label}", cost["ratio"], TARGET_COPY, "lower"
+                f"copy into ring / memcpy, {label}",
+                cost["ratio_best"],
+                TARGET_COPY,
+                "lower",
+                note="best of rounds: a copy is microseconds, preemption is not",
             )
         )
         extra[label] = {"sustained": run, "copy": cost}
