@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from rope_inspect.cli import main
 from rope_inspect.decision.calibration import load_calibration
+from rope_inspect.engine import calibrate as calibrate_module
 from rope_inspect.engine.sidecar import Sidecar, file_sha256, write_sidecar
 
 TILE = 32
@@ -237,3 +238,26 @@ def test_previous_scale_change_is_flagged(
     assert code == 0  # --out defaults to the file the config reads
     assert "WARNING: mm per pixel" in capsys.readouterr().out
     assert load_calibration(setup["out"]).mm_per_px > 0.2
+
+
+@pytest.mark.parametrize("where", ["afile/cal.yaml", "a_folder"])
+def test_unwritable_out_is_refused_before_scoring(
+    setup: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    where: str,
+) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("scoring started before --out was checked")
+
+    monkeypatch.setattr(calibrate_module, "calibrate", refuse)
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    good = write_images(tmp_path / "good", 2)
+    out = tmp_path / where
+    code = _calibrate("--config", str(setup["config"]), "--good", str(good),
+                      "--out", str(out))  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "--out" in err and "hint:" in err
+    assert "Traceback" not in err

@@ -14,7 +14,7 @@ import structlog
 
 from rope_inspect.cli import main
 from rope_inspect.config import StoreConfig
-from rope_inspect.errors import DataError
+from rope_inspect.errors import ConfigError, DataError
 from rope_inspect.review.export import export_dataset
 from rope_inspect.storage import DefectQuery, DefectStore, StoreView
 from rope_inspect.storage.sample import sample_defect, write_sample_store
@@ -98,6 +98,24 @@ def test_export_false_alarms_only_and_refuses_non_empty(
     with pytest.raises(DataError, match="not empty"):
         export_dataset(view, out, "defect", size=SIZE)
     view.close()
+
+
+def test_export_onto_a_file_is_a_clean_error(
+    reviewed: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    view = StoreView.open(reviewed)
+    with pytest.raises(ConfigError, match="is a file"):
+        export_dataset(view, afile, "all", size=SIZE)
+    with pytest.raises(ConfigError, match="not a folder"):
+        export_dataset(view, afile / "qa", "all", size=SIZE)
+    view.close()
+    args = ["review", "--store", str(reviewed), "export", "--out", str(afile)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "is a file" in err and "hint:" in err and "Traceback" not in err
+    assert afile.read_text() == "x"
 
 
 def test_crop_smaller_than_square_uses_frame_then_padding(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from rope_inspect.engine.tensorrt_build import (
 )
 from rope_inspect.errors import EngineError, EngineMismatch
 from rope_inspect.log import get_logger
+from rope_inspect.storage.output_paths import check_output_folder
 
 log = get_logger(__name__)
 
@@ -76,6 +77,7 @@ def _check_args(args: argparse.Namespace) -> int:
             "the ONNX Runtime path optimises the FP32 graph only",
             "add --precision fp32, or build an FP16 plan with --backend tensorrt",
         )
+    check_output_folder(args.out, "--out")
     return int(opt)
 
 

@@ -45,6 +45,7 @@ from rope_inspect.engine.thresholds import (
 )
 from rope_inspect.errors import ConfigError, DataError
 from rope_inspect.log import get_logger
+from rope_inspect.storage.output_paths import check_output_file
 
 log = get_logger(__name__)
 
@@ -208,8 +209,9 @@ def calibrate(args: argparse.Namespace, cfg: InspectConfig) -> Calibration:
 def calibrate_command(args: argparse.Namespace) -> int:
     """Entry point of `rope-inspect calibrate`."""
     cfg = load_inspect_config(args.config)
-    calibration = calibrate(args, cfg)
     out = Path(args.out or cfg.calibration)
+    check_output_file(out, "--out" if args.out else "calibration", "calibration.yaml")
+    calibration = calibrate(args, cfg)
     _check_scale_change(out, calibration.mm_per_px)
     write_calibration(out, calibration)
     _say(

@@ -38,6 +38,7 @@ from rope_inspect.model.export_source import (
     load_export_source,
     state_dict_sha256,
 )
+from rope_inspect.storage.output_paths import check_output_file
 
 log = get_logger(__name__)
 
@@ -213,8 +214,10 @@ def export_onnx(
 
     `checkpoint` is a run folder, a `.pt` file or a `DraemModel`. The tile defaults to
     the training tile of the checkpoint (else 128). Raises EngineError, leaving no file
-    at `out_path`, when the exported graph and torch disagree beyond `tolerance`.
+    at `out_path`, when the exported graph and torch disagree beyond `tolerance`, and
+    ConfigError, before any work, when `out_path` cannot be written.
     """
+    out_path = check_output_file(out_path, "--out", "model.onnx")
     source = (
         ExportSource(checkpoint, state_dict_sha256(checkpoint))
         if isinstance(checkpoint, DraemModel)
@@ -222,7 +225,6 @@ def export_onnx(
     )
     tile = tile or source.tile or DEFAULT_TILE
     _check_request(source.model.cfg, tile, opset)
-    out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     log.info("export_started", origin=source.origin, out=str(out_path), tile=tile)
 

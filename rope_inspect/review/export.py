@@ -29,6 +29,7 @@ from rope_inspect.errors import DataError
 from rope_inspect.log import get_logger
 from rope_inspect.storage import DefectQuery, DefectRecord, StoreView
 from rope_inspect.storage.files import encode_png, read_map16, read_rgb
+from rope_inspect.storage.output_paths import check_output_folder
 
 log = get_logger(__name__)
 VERDICT_CHOICES: dict[str, tuple[str, ...]] = {
@@ -185,10 +186,11 @@ def export_dataset(
         raise DataError(
             f"unknown verdict {verdict!r}", f"use one of {sorted(VERDICT_CHOICES)}"
         )
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and out.is_dir() and any(out.iterdir()):
         raise DataError(
             f"export folder {out} is not empty", "give a new or empty folder"
         )
+    check_output_folder(out, "--out")
     summary = ExportSummary(out=str(out))
     writer = _Writer(out, summary)
     for wanted in VERDICT_CHOICES[verdict]:
