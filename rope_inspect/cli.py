@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,11 +33,46 @@ COMMANDS: dict[str, str] = {
 }
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be 1 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (refuses nan, inf, 0 and negatives)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number above 0")
+    return value
+
+
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the inspection daemon")
     p.add_argument("--config", type=Path, default=Path("configs/demo.yaml"))
-    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
-    p.add_argument("--duration", type=float, default=None, help="stop after S seconds")
+    p.add_argument(
+        "--max-frames",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="stop once N frames have been inspected (frames skipped for image "
+        "quality or left uninspected do not count)",
+    )
+    p.add_argument(
+        "--duration",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds",
+    )
     p.add_argument(
         "--report", type=Path, default=None, help="write the summary JSON here"
     )

@@ -122,3 +122,42 @@ def test_stop_signals_ask_the_daemon_to_stop_instead_of_killing_it(name: str) ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith(f"asked ['{name}']")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--duration", "nan", "finite number above 0"),
+        ("--duration", "inf", "finite number above 0"),
+        ("--duration", "0", "finite number above 0"),
+        ("--duration", "-3", "finite number above 0"),
+        ("--duration", "soon", "is not a number"),
+        ("--max-frames", "-1", "must be 1 or more"),
+        ("--max-frames", "0", "must be 1 or more"),
+        ("--max-frames", "2.5", "is not a whole number"),
+    ],
+)
+def test_run_refuses_limits_that_cannot_end_a_run(
+    flag: str, value: str, says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(["run", flag, value])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and says in err
+
+
+def test_max_frames_counts_inspected_frames_exactly(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rendered flat out: the ring is full when the limit is reached
+    config = _config_file(tmp_path, tiny_model, source={"realtime": False})
+    report = tmp_path / "report.json"
+    args = ["run", "--config", str(config), "--max-frames", "5"]
+    assert main([*args, "--report", str(report)]) == 0
+    summary = json.loads(report.read_text())
+    frames = summary["frames"]
+    assert frames["inspected"] == 5
+    assert frames["left_in_ring"] >= 1  # counted, not inspected after the stop
+    assert summary["accounting_ok"], summary["accounting"]
+    assert summary["stopped_by"] == "max_frames"

@@ -40,7 +40,8 @@ POLL_S = 0.1
 
 @dataclass(frozen=True)
 class RunLimits:
-    """When a bounded run stops on its own."""
+    """When a bounded run stops on its own: after `max_frames` frames inspected
+    (exactly; frames skipped or uninspected do not count), or `duration_s`."""
 
     max_frames: int | None = None
     duration_s: float | None = None
@@ -115,9 +116,14 @@ class Daemon:
             self.stopped_by = reason
         self.stop_event.set()
 
-    def on_frame(self, taken: int) -> None:
-        """Called by the inspection thread after each frame."""
-        if self._max_frames is not None and taken >= self._max_frames:
+    @property
+    def max_frames(self) -> int | None:
+        """Frames to inspect before stopping (`RunLimits.max_frames`), if any."""
+        return self._max_frames
+
+    def on_frame(self, inspected: int) -> None:
+        """Called by the inspection thread after each frame taken from the ring."""
+        if self._max_frames is not None and inspected >= self._max_frames:
             self.request_stop("max_frames")
 
     def run(self, limits: RunLimits | None = None, status_line: bool = False) -> dict:

@@ -169,6 +169,7 @@ def open_parts(
             faults=daemon.faults,
             observers=[scorer] if scorer is not None else [],
             on_frame=daemon.on_frame,
+            max_inspected=daemon.max_frames,
         )
         parts = Parts(
             cfg, calibration, store, reject_outputs, fault_outputs, scheduler,

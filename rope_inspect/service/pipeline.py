@@ -5,7 +5,9 @@ rope -> tiles cut into a preallocated batch -> ONE engine call -> tile maps stit
 into the frame anomaly map -> decision (defects, rejects, store). Each frame taken from
 the ring ends in exactly one outcome: inspected, uninspected (engine error or NaN) or
 skipped for image quality; every outcome is counted, none is silent. On stop the
-thread drains the ring: it ends only when the ring is closed and empty.
+thread drains the ring: it ends only when the ring is closed and empty. With a
+frame limit (`--max-frames`) it stops taking frames once that many were inspected;
+what is still in the ring is counted as left there.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Inspector:
         faults: FaultState,
         observers: Sequence[FrameObserver] = (),
         on_frame: Callable[[int], None] | None = None,
+        max_inspected: int | None = None,
     ) -> None:
         self.ring = ring
         self.engine = engine
@@ -103,6 +106,7 @@ class Inspector:
         self.faults = faults
         self.observers = list(observers)
         self.on_frame = on_frame
+        self.max_inspected = max_inspected
         self.quality = ImageQualityCheck(ring.shape)
         self.envelopes = RopeEnvelopes(cfg)
         self.tiler = RopeTiler(cfg.tiling, cfg.line.rope_axis)
@@ -149,8 +153,12 @@ class Inspector:
                 finally:
                     self.ring.release(frame)
                 self.health.beat(STAGE)
+                inspected = self.counters.get("frames_inspected")
                 if self.on_frame is not None:
-                    self.on_frame(self.counters.get("frames_taken"))
+                    self.on_frame(inspected)
+                if self.max_inspected is not None and inspected >= self.max_inspected:
+                    log.info("inspection_limit_reached", inspected=inspected)
+                    break
         finally:
             self.health.finish(STAGE)
             self.envelopes.close()
