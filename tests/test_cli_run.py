@@ -15,7 +15,7 @@ from test_service_daemon import make_config
 
 from rope_inspect.cli import main
 from rope_inspect.service.injection import export_tiny_model
-from rope_inspect.service.report import status_text
+from rope_inspect.service.report import format_summary, status_text
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +161,14 @@ def test_max_frames_counts_inspected_frames_exactly(
     assert frames["left_in_ring"] >= 1  # counted, not inspected after the stop
     assert summary["accounting_ok"], summary["accounting"]
     assert summary["stopped_by"] == "max_frames"
+
+
+def test_summary_text_shows_source_skips_and_unwritten_defects() -> None:
+    summary = {
+        "frames": {"acquired": 3, "inspected": 3, "skipped_by_source": 4},
+        "source_counters": {"wrong_size": 3, "unreadable": 1},
+        "store": {"written": 5, "dropped": 2, "unwritten": ["a", "b", "c"]},
+    }
+    text = format_summary(summary)
+    assert "skipped by the source 4 (unreadable 1, wrong_size 3)" in text
+    assert "store: 5 written, 2 dropped (memory queue full), 3 not written" in text

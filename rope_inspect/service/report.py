@@ -95,6 +95,13 @@ def _truth_lines(truth: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _source_skips(frames: dict[str, Any], counters: dict[str, int]) -> str:
+    """'3 (wrong_size 2, unreadable 1)': frames the source could not use, by reason."""
+    skipped = frames.get("skipped_by_source", 0)
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(counters.items()) if v)
+    return f"{skipped} ({reasons})" if skipped and reasons else str(skipped)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """The end-of-run summary as text."""
     frames = summary.get("frames", {})
@@ -105,7 +112,8 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  frames acquired {frames.get('acquired', 0)}, dropped "
         f"{frames.get('dropped', 0)}, inspected {frames.get('inspected', 0)}, "
         f"uninspected {frames.get('uninspected', 0)}, skipped for image quality "
-        f"{frames.get('quality_skipped', 0)}",
+        f"{frames.get('quality_skipped', 0)}, skipped by the source "
+        f"{_source_skips(frames, summary.get('source_counters') or {})}",
         f"  tiles {summary.get('tiles', 0)} ({summary.get('tiles_per_frame', 0):.1f} "
         f"per frame), {summary.get('fps', 0):.1f} frames/s inspected",
         f"  defects {summary.get('defects', 0)}, stored {summary.get('stored', 0)}, "
@@ -117,6 +125,13 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  REJECT OUTPUT FAILED: {rejects['failed']} defect(s) NOT MARKED "
             "(reject_state 'failed' in the store); fault output errors "
             f"{summary.get('faults', {}).get('output_errors', 0)}"
+        )
+    store = summary.get("store") or {}
+    if store:
+        lines.append(
+            f"  store: {store.get('written', 0)} written, {store.get('dropped', 0)} "
+            "dropped (memory queue full), "
+            f"{len(store.get('unwritten') or [])} not written at shutdown"
         )
     latency = summary.get("latency_ms", {})
     if latency:

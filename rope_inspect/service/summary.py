@@ -153,6 +153,7 @@ def build_summary(daemon: Daemon) -> dict[str, Any]:
         ),
     }
     if parts is not None:
+        summary["source_counters"] = dict(parts.source.counters)
         summary["store_recovery"] = _recovery(parts)
     if parts is not None and parts.scorer is not None:
         summary["ground_truth"] = parts.scorer.report()
