@@ -11,7 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
-from rope_inspect.errors import ConfigError
+from rope_inspect.errors import ConfigError, DataError
 from rope_inspect.log import get_logger
 
 log = get_logger(__name__)
@@ -23,6 +23,12 @@ def train_command(args: argparse.Namespace) -> int:
     from rope_inspect.training.loop import Trainer
 
     cfg = load_train_config(args.config, list(args.set or []))
+    if not Path(cfg.data.root).is_dir():
+        raise DataError(
+            f"dataset folder {cfg.data.root} does not exist",
+            f"set data.root in {args.config}, or pass --set data.root=<folder> "
+            "(an MVTec-layout folder: train/good, validation/good, test/)",
+        )
     run_dir = args.out or Path("runs") / cfg.name
     if (run_dir / "last.pt").exists() and not args.resume:
         raise ConfigError(
