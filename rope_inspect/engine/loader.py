@@ -53,6 +53,12 @@ def _backend_module(backend: str) -> ModuleType:
 
 def _default_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Sidecar]:
     path = Path(engine_cfg.model)
+    if path.is_dir():
+        raise EngineError(
+            f"engine.model {path} is a folder, not an engine file",
+            f"name the engine file itself, e.g. {path / 'model.onnx'} (the folder "
+            "holds the engine files and their .json sidecars)",
+        )
     if not path.is_file():
         raise EngineError(
             f"engine file {path} does not exist",

@@ -67,6 +67,18 @@ def write_sidecar(engine_path: Path, sidecar: Sidecar) -> Path:
     return path
 
 
+def describe_errors(exc: ValidationError) -> str:
+    """Which fields are wrong and why, without pydantic's help links."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "the file"
+        text = f"{where}: {error['msg']}"
+        if error["type"] not in ("missing", "json_invalid") and "input" in error:
+            text += f" (got {error['input']!r:.60})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
 def read_sidecar(engine_path: Path) -> Sidecar:
     """Read the sidecar of `engine_path`; refuse a missing or malformed one."""
     path = sidecar_path(engine_path)
@@ -77,8 +89,12 @@ def read_sidecar(engine_path: Path) -> Sidecar:
         raise EngineMismatch(f"engine {engine_path} has no sidecar {path}", rebuild)
     try:
         return Sidecar.model_validate_json(path.read_text())
-    except (ValidationError, ValueError) as exc:
-        raise EngineMismatch(f"sidecar {path} is malformed: {exc}", rebuild) from exc
+    except ValidationError as exc:
+        raise EngineMismatch(
+            f"sidecar {path} is malformed: {describe_errors(exc)}", rebuild
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise EngineMismatch(f"sidecar {path} cannot be read: {exc}", rebuild) from exc
 
 
 def check_sidecar(
@@ -98,8 +114,10 @@ def check_sidecar(
     if sidecar.channel_order != channel_order:
         raise EngineMismatch(
             f"engine {engine_path} expects {sidecar.channel_order}, pipeline gives "
-            f"{channel_order}",
-            rebuild,
+            f"{channel_order} (channel order of the tiles)",
+            "engines written by rope-inspect export take RGB tiles: re-export it, "
+            f"rope-inspect export --run <run folder> --out {engine_path}; an engine "
+            f"made elsewhere for {sidecar.channel_order} input cannot be used as it is",
         )
     actual = file_sha256(engine_path)
     if actual != sidecar.engine_sha256:
