@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 import structlog
 import yaml
@@ -172,3 +174,28 @@ def test_summary_text_shows_source_skips_and_unwritten_defects() -> None:
     text = format_summary(summary)
     assert "skipped by the source 4 (unreadable 1, wrong_size 3)" in text
     assert "store: 5 written, 2 dropped (memory queue full), 3 not written" in text
+
+
+def test_a_run_that_inspected_nothing_fails_and_says_why_last(
+    tmp_path: Path, tiny_model: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):  # the lens cap is on
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.zeros((128, 256, 3), np.uint8))
+    replay = {"kind": "replay", "path": folder, "realtime": False, "loop": False}
+    config = _config_file(tmp_path, tiny_model, source=replay)
+    report = tmp_path / "report.json"
+
+    code = main(["run", "--config", str(config), "--report", str(report)])
+
+    out = capsys.readouterr().out
+    assert code == 1
+    last = out.strip().splitlines()[-1]
+    assert last == (
+        "rope-inspect run: FAILED: 0 of 6 frames inspected: "
+        "all 6 failed the image check (black)"
+    )
+    summary = json.loads(report.read_text())
+    assert summary["failure"] == last.removeprefix("rope-inspect run: FAILED: ")
+    assert not summary["clean_exit"]

@@ -270,3 +270,22 @@ def test_frames_the_source_refuses_raise_the_image_quality_alarm(
     assert _history(summary, "source_frames") == [True, False]
     assert summary["frames"]["acquired"] == source.frames - 2
     assert summary["accounting_ok"]
+
+
+def test_a_run_where_every_engine_call_failed_is_a_failure(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg = make_config(tmp_path, tiny_model)
+    engine = FaultyEngine(
+        load_engine(cfg.engine, cfg.tiling.tile), error_calls=range(10_000)
+    )
+    summary = Daemon(cfg, engine=engine).run(RunLimits(duration_s=1.0))
+
+    frames = summary["frames"]
+    assert frames["inspected"] == 0 and frames["uninspected"] >= 1
+    assert summary["failure"].startswith("0 of ")
+    assert (
+        f"{frames['uninspected']} failed in the engine (injected: CUDA"
+        in (summary["failure"])
+    )
+    assert not summary["clean_exit"]

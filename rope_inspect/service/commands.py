@@ -167,4 +167,8 @@ def run_command(args: argparse.Namespace) -> int:
         args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(json.dumps(summary, indent=2, default=str) + "\n")
         log.info("report_written", path=str(args.report))
+    failure = summary.get("failure")
+    if failure:
+        log.error("run_inspected_nothing", reason=failure)
+        print(f"rope-inspect run: FAILED: {failure}", flush=True)
     return 0 if summary.get("clean_exit", True) else 1

@@ -2,7 +2,8 @@
 
 The summary checks the frame accounting so that nothing is dropped silently:
 frames written to the ring = read + dropped + left in the ring, and frames read =
-inspected + uninspected + skipped for image quality.
+inspected + uninspected + skipped for image quality. A run that inspected no frame
+at all is a failed run: `failure` says why, in one line.
 """
 
 from __future__ import annotations
@@ -87,6 +88,53 @@ def _recovery(parts: Parts) -> dict[str, Any]:
     }
 
 
+def _last_detail(daemon: Daemon, condition: str) -> str:
+    """The detail of the last time a fault condition was raised ("" if never)."""
+    for name, active, detail in reversed(daemon.faults.history):
+        if name == condition and active:
+            return detail.split("\n", 1)[0]
+    return ""
+
+
+def nothing_inspected(summary: dict[str, Any], daemon: Daemon) -> str | None:
+    """Why a run inspected no frame ("0 of 40 frames inspected: all 40 skipped by
+    the source (wrong_size 40; ...)"); None when it inspected any."""
+    frames = summary["frames"]
+    if frames["inspected"]:
+        return None
+    seen = frames["acquired"] + frames["skipped_by_source"]
+    if seen == 0:
+        camera = summary["camera"]
+        return (
+            "0 frames inspected: the source delivered no frame "
+            f"({camera['timeouts']} timeout(s), {camera['losses']} loss(es))"
+        )
+    counts = summary.get("source_counters") or {}
+    shape = daemon.parts.source.frame_shape if daemon.parts is not None else None
+    size = f"; frames must be {shape[1]}x{shape[0]}" if shape else ""
+    engine = _last_detail(daemon, "engine") or _last_detail(daemon, "inspection_error")
+    reasons = [
+        (
+            frames["skipped_by_source"],
+            "skipped by the source ("
+            + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
+            + f"{size})",
+        ),
+        (
+            frames["quality_skipped"],
+            f"failed the image check ({_last_detail(daemon, 'image_quality')})",
+        ),
+        (frames["uninspected"], f"failed in the engine ({engine})"),
+        (frames["dropped"], "dropped (ring full)"),
+        (frames["left_in_ring"], "left in the ring at the stop"),
+    ]
+    found = [(count, text) for count, text in reasons if count]
+    if len(found) == 1 and found[0][0] == seen:
+        return f"0 of {seen} frames inspected: all {seen} {found[0][1]}"
+    listed = "; ".join(f"{count} {text}" for count, text in found)
+    return f"0 of {seen} frames inspected: {listed}"
+
+
 def build_summary(daemon: Daemon) -> dict[str, Any]:
     """The end-of-run summary: the --report JSON and the text summary."""
     snap = build_snapshot(daemon)
@@ -157,8 +205,10 @@ def build_summary(daemon: Daemon) -> dict[str, Any]:
         summary["store_recovery"] = _recovery(parts)
     if parts is not None and parts.scorer is not None:
         summary["ground_truth"] = parts.scorer.report()
+    summary["failure"] = nothing_inspected(summary, daemon)
     summary["clean_exit"] = bool(
-        report.get("within_stop_timeout", True)
+        summary["failure"] is None
+        and report.get("within_stop_timeout", True)
         and report.get("inspector_drained", True)
         and not report.get("store", {}).get("unwritten")
     )
