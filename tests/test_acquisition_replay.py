@@ -16,7 +16,7 @@ from rope_inspect.acquisition.base import (
     SourceFinished,
     open_source,
 )
-from rope_inspect.acquisition.replay import ReplaySource
+from rope_inspect.acquisition.replay import ReplaySource, header_size
 from rope_inspect.acquisition.ring import FrameRing
 from rope_inspect.config import ReplaySourceConfig
 from rope_inspect.errors import SourceError
@@ -113,6 +113,35 @@ def test_wrong_size_and_unreadable_files_are_counted_skipped_and_named(
     assert source.counters == {"wrong_size": 1, "unreadable": 1}
     info = source.read_into(slot, 1.0)
     assert info is not None and int(slot[0, 0, 0]) == 40
+
+
+def test_frame_size_is_the_most_common_one_not_the_first_file(
+    tmp_path: Path,
+) -> None:
+    """A small odd file sorting first used to set the size: every real frame skipped."""
+    _save(tmp_path / "000.png", np.zeros((10, 30, 3), np.uint8))
+    for i, suffix in enumerate((".png", ".jpg", ".bmp", ".png"), start=1):
+        _save(tmp_path / f"{i:03d}{suffix}", _image(10 * i))
+    with capture_logs() as logs:
+        source = _source(tmp_path)
+    assert source.frame_shape == (H, W, 3)
+    (odd,) = [e for e in logs if e["event"] == "replay_odd_sizes"]
+    assert odd["log_level"] == "warning"
+    assert odd["frame_size"] == f"{W}x{H}"
+    assert odd["files"] == [f"{tmp_path / '000.png'} 30x10"]
+    slot = np.zeros(source.frame_shape, np.uint8)
+    with pytest.raises(FrameSkipped, match="wrong_size"):
+        source.read_into(slot, 1.0)
+    assert len(_names(source, 4)) == 4
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".tif"])
+def test_header_size_matches_the_decoded_image(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"frame{suffix}"
+    _save(path, np.zeros((37, 53, 3), np.uint8))
+    assert header_size(path) == (37, 53)
+    (tmp_path / "cut.png").write_bytes(path.read_bytes()[:10])
+    assert header_size(tmp_path / "cut.png") is None
 
 
 def test_video_file_is_replayed_and_looped(tmp_path: Path) -> None:

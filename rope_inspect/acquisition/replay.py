@@ -2,15 +2,20 @@
 
 Images are taken in sorted path order, recursively (png, jpg, bmp, tif); a single
 image file is a one-frame folder. Frames are paced at the configured rate (or flat
-out), once or looping. The ring has a fixed frame shape, taken from the first readable
-image: a later image of another size is skipped and counted as "wrong_size", a file
-OpenCV cannot read as "unreadable"; both are logged with the file name. Each frame
-carries its file path (`FrameInfo.source_name`) so ground truth can be matched to it.
+out), once or looping. The ring has a fixed frame shape: at open the size of every
+image is read from its header (PNG, JPEG, BMP; other formats are decoded) and the most
+common size wins, so one odd file sorting first cannot make every other frame skip;
+the odd files are listed in one warning. An image of another size is skipped and
+counted as "wrong_size", a file OpenCV cannot read as "unreadable"; both are logged
+with the file name. Each frame carries its file path (`FrameInfo.source_name`) so
+ground truth can be matched to it.
 """
 
 from __future__ import annotations
 
+import struct
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -33,6 +38,42 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+ODD_FILES_LOGGED = 20
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _jpeg_size(file: Any) -> tuple[int, int] | None:
+    """(height, width) from a JPEG's start-of-frame segment, markers skipped."""
+    while True:
+        head = file.read(4)
+        if len(head) < 4 or head[0] != 0xFF:
+            return None
+        marker, length = head[1], struct.unpack(">H", head[2:])[0]
+        if marker in _JPEG_SOF:
+            sof = file.read(5)
+            return struct.unpack(">HH", sof[1:5]) if len(sof) == 5 else None
+        file.seek(length - 2, 1)
+
+
+def header_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) of an image read from its header, without decoding it
+    (PNG, JPEG, BMP); other formats are decoded. None when it cannot be read."""
+    try:
+        with path.open("rb") as file:
+            head = file.read(26)
+            if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+                width, height = struct.unpack(">II", head[16:24])
+                return height, width
+            if head[:2] == b"BM" and len(head) >= 26:
+                width, height = struct.unpack("<ii", head[18:26])
+                return abs(height), width
+            if head[:2] == b"\xff\xd8":
+                file.seek(2)
+                return _jpeg_size(file)
+    except (OSError, struct.error):
+        return None
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    return None if image is None else (image.shape[0], image.shape[1])
 
 
 def list_images(path: Path) -> list[Path]:
@@ -88,15 +129,28 @@ class ReplaySource:
                 f"no images (png, jpg, bmp, tif) under {self.path}",
                 "point source.path at a folder that holds the frames to replay",
             )
-        for file in self._files:
-            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if image is not None:
-                self._shape = (image.shape[0], image.shape[1], 3)
-                return
-        raise SourceError(
-            f"none of the {len(self._files)} images under {self.path} can be read",
-            "check the files: OpenCV could not decode any of them",
-        )
+        sizes = {file: header_size(file) for file in self._files}
+        votes = Counter(size for size in sizes.values() if size is not None)
+        if not votes:
+            raise SourceError(
+                f"none of the {len(self._files)} images under {self.path} can be read",
+                "check the files: OpenCV could not decode any of them",
+            )
+        (height, width), _ = votes.most_common(1)[0]
+        self._shape = (height, width, 3)
+        odd = [
+            f"{file} {size[1]}x{size[0]}"
+            for file, size in sizes.items()
+            if size is not None and size != (height, width)
+        ]
+        if odd:
+            log.warning(
+                "replay_odd_sizes",
+                frame_size=f"{width}x{height}",
+                odd=len(odd),
+                files=odd[:ODD_FILES_LOGGED],
+                note="these frames will be skipped as wrong_size",
+            )
 
     def _open_video(self) -> None:
         video = cv2.VideoCapture(str(self.path))
