@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from structlog.testing import capture_logs
 
 from rope_inspect.errors import ConfigError
-from rope_inspect.review import commands, security
+from rope_inspect.review import commands, routes, security
 from rope_inspect.review.app import ReviewSettings, create_app
 from rope_inspect.storage import DefectQuery, StoreView
 from rope_inspect.storage.sample import write_sample_store
@@ -98,6 +98,52 @@ def test_login_form_sets_httponly_session_cookie(store: Path) -> None:
         client.cookies.clear()
         client.cookies.set(security.AUTH_COOKIE, "0" * 64)
         assert client.get("/api/defects").status_code == 401
+
+
+def test_token_guessing_is_throttled_per_client(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(routes, "LOGIN_FAIL_DELAY_S", 0.0)
+    now = [1000.0]
+    app = create_app(ReviewSettings(store=store, host="0.0.0.0", token=TOKEN))
+    app.state.login_limiter = security.LoginLimiter(clock=lambda: now[0])
+    with TestClient(app, base_url="http://10.1.2.3:8080") as client:
+        for _ in range(5):
+            wrong = client.post("/login", data={"token": "guess-guess", "next": "/"})
+            assert wrong.status_code == 401
+        with capture_logs() as events:
+            locked = client.post("/login", data={"token": TOKEN, "next": "/"})
+        assert locked.status_code == 429 and locked.headers["retry-after"] == "2"
+        assert "try again in 2 s" in locked.text
+        assert security.AUTH_COOKIE not in client.cookies
+        assert events[0]["event"] == "review_login_throttled"
+        now[0] += 2.5  # the wait is over: one more wrong try doubles it
+        assert (
+            client.post("/login", data={"token": "guess-2", "next": "/"}).status_code
+            == 401
+        )
+        again = client.post("/login", data={"token": TOKEN, "next": "/"})
+        assert again.status_code == 429 and again.headers["retry-after"] == "4"
+        now[0] += 4.5
+        good = client.post(
+            "/login", data={"token": TOKEN, "next": "/"}, follow_redirects=False
+        )
+        assert good.status_code == 303  # and the count starts again
+        assert app.state.login_limiter.retry_after("testclient") == 0.0
+
+
+def test_login_limiter_forgets_and_stays_bounded() -> None:
+    now = [0.0]
+    limiter = security.LoginLimiter(
+        free=2, forget_s=60, max_clients=3, clock=lambda: now[0]
+    )
+    assert limiter.failed("a") == 0.0 and limiter.failed("a") == 2.0
+    assert limiter.retry_after("b") == 0.0  # other clients are not affected
+    now[0] += 61
+    assert limiter.retry_after("a") == 0.0  # quiet long enough: forgotten
+    for client in ("c", "d", "e", "f"):
+        limiter.failed(client)
+    assert len(limiter._fails) == 3
 
 
 def test_host_header_and_cross_site_checks(store: Path) -> None:

@@ -103,6 +103,7 @@ def create_app(settings: ReviewSettings) -> FastAPI:
     app.state.view = view
     app.state.settings = settings
     app.state.policy = policy
+    app.state.login_limiter = security.LoginLimiter()
     app.state.threshold = threshold
     app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")

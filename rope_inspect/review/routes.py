@@ -162,11 +162,21 @@ async def login(request: Request) -> Response:
     form = await request.form()
     target = security.safe_next(str(form.get("next", "/")))
     policy: security.AccessPolicy = request.app.state.policy
+    limiter: security.LoginLimiter = request.app.state.login_limiter
+    client = request.client.host if request.client else "?"
+    wait = limiter.retry_after(client)
+    if wait > 0:
+        log.warning("review_login_throttled", client=client, retry_after_s=wait)
+        context = {"next": target, "failed": False, "wait_s": math.ceil(wait)}
+        response = render(request, "login.html", context, 429)
+        response.headers["Retry-After"] = str(math.ceil(wait))
+        return response
     if policy.token is not None and not policy.token_ok(str(form.get("token", ""))):
-        client = request.client.host if request.client else "?"
-        log.warning("review_login_failed", client=client)
+        next_wait = limiter.failed(client)
+        log.warning("review_login_failed", client=client, retry_after_s=next_wait)
         await asyncio.sleep(LOGIN_FAIL_DELAY_S)  # slows guessing down
         return render(request, "login.html", {"next": target, "failed": True}, 401)
+    limiter.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         security.AUTH_COOKIE, policy.session_value, httponly=True, samesite="strict"

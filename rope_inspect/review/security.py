@@ -9,6 +9,9 @@
   form field, compared in constant time).
 - Only files under `<store>/defects` with an image or JSON suffix are served, after
   resolving symlinks; anything else is "not found".
+- Token guessing is throttled per client address (`LoginLimiter`): after 5 failed
+  logins in a row each further try waits, 2 s doubling up to 15 min (429 with
+  Retry-After, even for the right token); a successful login clears the count.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import hmac
 import ipaddress
 import os
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +89,57 @@ class AccessPolicy:
             return True
         cookie = request.cookies.get(AUTH_COOKIE, "")
         return hmac.compare_digest(cookie.encode(), self.session_value.encode())
+
+
+class LoginLimiter:
+    """Failed logins per client: `free` in a row are allowed, then each try must wait
+    `base_s` doubling per failure up to `max_s`; a success or `forget_s` of quiet
+    clears the client. At most `max_clients` are remembered (oldest forgotten)."""
+
+    def __init__(
+        self,
+        free: int = 5,
+        base_s: float = 2.0,
+        max_s: float = 900.0,
+        forget_s: float = 3600.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.free, self.base_s, self.max_s = free, base_s, max_s
+        self.forget_s, self.max_clients = forget_s, max_clients
+        self.clock = clock
+        self._fails: dict[str, tuple[int, float]] = {}  # client -> (count, last)
+        self._lock = threading.Lock()
+
+    def _wait(self, count: int, last: float, now: float) -> float:
+        if count < self.free:
+            return 0.0
+        lock = min(self.base_s * 2 ** (count - self.free), self.max_s)
+        return max(0.0, last + lock - now)
+
+    def retry_after(self, client: str) -> float:
+        """Seconds this client must wait before its next try (0: it may try now)."""
+        now = self.clock()
+        with self._lock:
+            count, last = self._fails.get(client, (0, now))
+            if now - last > self.forget_s:
+                self._fails.pop(client, None)
+                return 0.0
+            return self._wait(count, last, now)
+
+    def failed(self, client: str) -> float:
+        """Count a failed try; the wait before the next one."""
+        now = self.clock()
+        with self._lock:
+            count, _ = self._fails.pop(client, (0, now))
+            self._fails[client] = (count + 1, now)  # re-inserted: newest last
+            while len(self._fails) > self.max_clients:
+                del self._fails[next(iter(self._fails))]
+            return self._wait(count + 1, now, now)
+
+    def succeeded(self, client: str) -> None:
+        with self._lock:
+            self._fails.pop(client, None)
 
 
 def token_from(arg: str | None) -> str | None:
