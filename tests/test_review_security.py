@@ -254,7 +254,7 @@ def test_token_never_logged(
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.update(app=app, **kw))
     caplog.set_level(logging.DEBUG)
     args = argparse.Namespace(
-        store=copy, host="0.0.0.0", port=8099, token=None, calibration=None
+        store=copy, host="0.0.0.0", port=0, token=None, calibration=None
     )
     with capture_logs() as events:
         assert commands.review_command(args) == 0
@@ -275,3 +275,23 @@ def test_token_never_logged(
     assert "review_login_failed" in logged
     assert TOKEN not in logged
     assert os.environ[security.TOKEN_ENV] == TOKEN
+
+
+def test_port_in_use_is_a_clean_error_before_serving(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(app: object, **kw: object) -> None:
+        raise AssertionError("uvicorn was started on a port in use")
+
+    monkeypatch.setattr(uvicorn, "run", refuse)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = argparse.Namespace(
+            store=store, host="127.0.0.1", port=port, token=None, calibration=None
+        )
+        with pytest.raises(ConfigError, match=f"port {port} on 127.0.0.1 is in use"):
+            commands.review_command(args)
+    with pytest.raises(ConfigError, match="not an address"):
+        commands.check_port("no-such-host.invalid", 8080)

@@ -11,7 +11,10 @@ ROPE_INSPECT_TOKEN environment variable); the token is never logged.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import socket
 from dataclasses import asdict
 from pathlib import Path
 
@@ -44,6 +47,38 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_port(host: str, port: int) -> None:
+    """Bind (host, port) as uvicorn will, and let go; ConfigError when it cannot be."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM
+        )[0]
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"--host {host} is not an address of this machine ({exc})",
+            "use 127.0.0.1 (the default) or an address of one of its interfaces",
+        ) from exc
+    probe = socket.socket(family, kind, proto)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn
+        probe.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"port {port} on {host} is in use by another program",
+                f"pass another --port, or stop what listens there (`ss -ltnp "
+                f"'sport = :{port}'` shows it)",
+            ) from exc
+        raise ConfigError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}",
+            "ports below 1024 need privileges; use --port 8080, and a --host that "
+            "is an address of this machine",
+        ) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.close()
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -57,6 +92,7 @@ def serve_command(args: argparse.Namespace) -> int:
         calibration=args.calibration,
     )
     app = create_app(settings)
+    check_port(args.host, args.port)
     log.info(
         "review_serving",
         url=f"http://{args.host}:{args.port}/",
