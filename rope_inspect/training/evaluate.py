@@ -137,6 +137,7 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays."""
     model, cfg, step = load_checkpoint(checkpoint)
     model.eval()
+    torch.set_num_threads(cfg.threads)
     root = data_root or cfg.data.root
     samples = MvtecLayout(root).test_samples()
     cache = MaskCache(mask_cache or out.parent.parent / "mask-cache")
