@@ -8,12 +8,14 @@ width, 36 px for a 10 mm rope.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import onnx
 import pytest
+import structlog
 import yaml
 from onnx import TensorProto, helper, numpy_helper
 
@@ -25,6 +27,13 @@ from rope_inspect.engine.sidecar import Sidecar, file_sha256, write_sidecar
 TILE = 32
 HEIGHT, WIDTH = 96, 256
 ROPE = (30, 66)  # rows of the rope band: 36 px
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """main() points structlog at the captured stderr; undo that after each test."""
+    yield
+    structlog.reset_defaults()
 
 
 def brightness_graph(tile: int = TILE) -> onnx.ModelProto:
