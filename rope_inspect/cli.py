@@ -78,8 +78,17 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-status", action="store_true", help="no live status line")
 
-    p = sub.add_parser("validate-config", help="check a daemon config file")
+    p = sub.add_parser(
+        "validate-config",
+        help="check a daemon config file as `run` would at start (not the camera)",
+    )
     p.add_argument("config", type=Path)
+    p.add_argument(
+        "--syntax-only",
+        action="store_true",
+        help="check the file alone: no paths, engine, calibration or ports (a "
+        "config meant for another machine)",
+    )
 
 
 def _add_model(sub: argparse._SubParsersAction) -> None:

@@ -31,12 +31,21 @@ def test_validate_config_prints_ok_and_a_summary(capsys) -> None:
     assert "engine:      onnxruntime engines/demo.onnx" in out
 
 
-def test_validate_config_notes_files_missing_on_this_machine(capsys) -> None:
+def test_validate_config_fails_on_files_missing_on_this_machine(capsys) -> None:
     code = main(["validate-config", str(ROOT / "configs" / "line.example.yaml")])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert "/etc/rope-inspect/calibration/line1.yaml does not exist" in captured.err
+    assert not captured.out.startswith("OK")
+
+
+def test_validate_config_syntax_only_checks_the_file_alone(capsys) -> None:
+    path = ROOT / "configs" / "line.example.yaml"
+    code = main(["validate-config", "--syntax-only", str(path)])
     out = capsys.readouterr().out
     assert code == 0
+    assert out.startswith(f"OK {path} (syntax only")
     assert "modbus 192.168.10.20:502 unit 1 coil 16" in out
-    assert "note: source.cti" in out
 
 
 def test_validate_config_bad_file_exits_2_with_line(tmp_path: Path, capsys) -> None:

@@ -45,12 +45,9 @@ def _merge(base: dict[str, Any], changes: dict[str, Any]) -> None:
 def make_config(
     tmp_path: Path, model: Path, threshold: float = 0.5, **changes: Any
 ) -> InspectConfig:
-    """The demo config, pointed at the tiny model, a temporary store and calibration."""
+    """The demo config, pointed at the tiny model, a temporary store and calibration
+    (of the config's line)."""
     calibration = tmp_path / "calibration.yaml"
-    calibration.write_text(
-        f"line: demo\npixel_threshold: {threshold}\nimage_threshold: {threshold}\n"
-        "mm_per_px: 0.16667\n"
-    )
     data = load_inspect_config(ROOT / "configs" / "demo.yaml").model_dump()
     _merge(
         data,
@@ -67,6 +64,10 @@ def make_config(
     if "kind" in changes.get("source", {}):
         data["source"] = {}  # another kind of source: start from its defaults
     _merge(data, changes)
+    calibration.write_text(
+        f"line: {data['line']['name']}\npixel_threshold: {threshold}\n"
+        f"image_threshold: {threshold}\nmm_per_px: 0.16667\n"
+    )
     return InspectConfig.model_validate(data)
 
 

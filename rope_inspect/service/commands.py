@@ -1,10 +1,12 @@
 """`rope-inspect validate-config` and `rope-inspect run`: the daemon's command line.
 
-`validate_config_command` checks a config file (and the calibration it names) and prints
-a summary; errors come back as ConfigError with file:line, key, value and what is
-allowed. `run_command` loads the config, sets up logging (CLI flags win), runs the
-Daemon until SIGINT/SIGTERM/SIGHUP, `--max-frames` or `--duration`, then prints the
-summary and writes it as JSON with `--report`.
+`validate_config_command` checks a config file with the same start-up checks as `run`
+(`service.preflight`) and prints a summary; errors come back as ConfigError with
+file:line, key, value and what is allowed, or as the error `run` would stop with.
+`run_command` loads the config, sets up logging (CLI flags win), runs the same checks
+(and that `--report` can be written) before it opens anything, runs the Daemon until
+SIGINT/SIGTERM/SIGHUP, `--max-frames` or `--duration`, then prints the summary and
+writes it as JSON with `--report`.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from rope_inspect.config import InspectConfig, load_inspect_config
-from rope_inspect.decision.calibration import Calibration, load_calibration
+from rope_inspect.decision.calibration import Calibration
 from rope_inspect.log import configure_logging, get_logger
+from rope_inspect.service.preflight import preflight
 
 log = get_logger(__name__)
 
@@ -56,7 +58,7 @@ def config_summary(cfg: InspectConfig, calibration: Calibration | None) -> list[
     """One line per part of the data flow, as the daemon will run it."""
     line = cfg.line
     if calibration is None:
-        calib = f"{cfg.calibration} (not found)"
+        calib = f"{cfg.calibration} (not checked)"
     else:
         calib = (
             f"{cfg.calibration}: pixel threshold {calibration.pixel_threshold:g}, "
@@ -84,37 +86,22 @@ def config_summary(cfg: InspectConfig, calibration: Calibration | None) -> list[
     ]
 
 
-def missing_files(cfg: InspectConfig) -> list[str]:
-    """Files the config names that do not exist on this machine (not an error here)."""
-    named: list[tuple[str, Path]] = [
-        ("engine.model", cfg.engine.model),
-        ("calibration", cfg.calibration),
-    ]
-    if cfg.source.kind == "replay":
-        named.append(("source.path", cfg.source.path))
-    elif cfg.source.kind == "genicam":
-        named.append(("source.cti", cfg.source.cti))
-    return [
-        f"{key} {path} does not exist here" for key, path in named if not path.exists()
-    ]
-
-
 def validate_config_command(args: argparse.Namespace) -> int:
-    """Check a daemon config and its calibration; print OK and a summary."""
+    """Check a daemon config as `run` would at start (`preflight`: calibration, engine
+    sidecar, paths, ports; not the camera); print OK and a summary. `--syntax-only`
+    checks the file alone (for a config meant for another machine)."""
     cfg = load_inspect_config(args.config)
-    calibration = None
-    if cfg.calibration.exists():
-        calibration = load_calibration(cfg.calibration)
+    if getattr(args, "syntax_only", False):
+        print(f"OK {args.config} (syntax only: nothing checked on this machine)")
+        for text in config_summary(cfg, None):
+            print(f"  {text}")
+        return 0
+    checks = preflight(cfg)
     print(f"OK {args.config}")
-    for text in config_summary(cfg, calibration):
+    for text in config_summary(cfg, checks.calibration):
         print(f"  {text}")
-    if calibration is not None and calibration.line != cfg.line.name:
-        print(
-            f"  note: calibration is for line '{calibration.line}', "
-            f"config is line '{cfg.line.name}'"
-        )
-    for note in missing_files(cfg):
-        print(f"  note: {note}")
+    for warning in checks.warnings:
+        print(f"  WARNING: {warning}")
     return 0
 
 
@@ -157,9 +144,10 @@ def run_command(args: argparse.Namespace) -> int:
         getattr(args, "log_format", None) or cfg.logging.format,
         getattr(args, "log_level", None) or cfg.logging.level,
     )
+    checks = preflight(cfg, report=args.report)  # before anything opens
     limits = RunLimits(max_frames=args.max_frames, duration_s=args.duration)
     show_status = sys.stderr.isatty() and not args.no_status
-    daemon = Daemon(cfg, config_path=args.config)
+    daemon = Daemon(cfg, config_path=args.config, checks=checks)
     with _StopOnSignal(daemon.request_stop):
         summary = daemon.run(limits, status_line=show_status)
     print(format_summary(summary))

@@ -6,7 +6,9 @@ Threads (frigate manner: a stop event, bounded waits, monotonic clocks):
         DefectTracker -> RejectScheduler (its own timer) + DefectStore (its writer)
     watchdog (sd_notify WATCHDOG=1 while no stage is stuck), metrics HTTP server
 
-`start()` opens the store, the outputs, the engine and the camera, then says READY.
+`start()` runs the start-up checks (`preflight`: calibration of this line, engine
+sidecar, paths, metrics port), takes the metrics port, then opens the store, the
+outputs, the engine and the camera, and says READY.
 `run()` waits for a stop (signal, `--max-frames`, `--duration`, end of a replay) and
 reports status. `shutdown()` stops acquisition, drains the ring, flushes the tracker,
 shuts the reject scheduler (pending rejects logged as not fired) and closes the store
@@ -29,6 +31,7 @@ from rope_inspect.service.faults import FaultState
 from rope_inspect.service.metrics import Metrics
 from rope_inspect.service.notify import HealthMonitor, SystemdNotifier, Watchdog
 from rope_inspect.service.parts import Parts, open_parts
+from rope_inspect.service.preflight import Preflight, preflight
 from rope_inspect.service.report import TerminalStatus, status_text
 from rope_inspect.service.stats import Counters, RateMeter, StageTimes
 from rope_inspect.service.summary import build_snapshot, build_summary
@@ -59,8 +62,11 @@ class Daemon:
         engine: Engine | None = None,
         notifier: SystemdNotifier | None = None,
         lossless: bool | None = None,
+        checks: Preflight | None = None,
     ) -> None:
         self.cfg = cfg
+        self.checks = checks
+        self.warnings: list[str] = []
         self.lossless = lossless
         self.config_path = config_path
         self.stop_event = threading.Event()
@@ -87,11 +93,21 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> None:
-        """Open every part; READY=1 once the camera is open and the engine loaded."""
+        """Check, take the metrics port, open every part; READY=1 once the camera is
+        open and the engine loaded. Nothing is opened when a check fails."""
+        checks = self.checks or preflight(
+            self.cfg,
+            engine=self._injected_engine,
+            source_given=self._injected_source is not None,
+        )
+        self.warnings = list(checks.warnings)
+        if self.cfg.metrics.enabled:
+            self.metrics.bind(self.cfg.metrics.host, self.cfg.metrics.port)
         self.notifier.status("starting: opening store, outputs, engine and camera")
         self.parts = open_parts(
             self.cfg,
             self,
+            calibration=checks.calibration,
             source=self._injected_source,
             engine=self._injected_engine,
             lossless=self.lossless,

@@ -134,34 +134,46 @@ class Metrics:
         host, port = self._server.server_address[:2]
         return str(host), int(port)
 
-    def serve(self, host: str, port: int) -> tuple[str, int]:
-        """Start the HTTP endpoint in a thread; port 0 picks a free port."""
-        handler = _make_handler(self)
-        try:
-            self._server = ThreadingHTTPServer((host, port), handler)
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot serve metrics on {host}:{port}: {exc}",
-                "set metrics.port to a free port (0 picks one) "
-                "or metrics.enabled: false",
-            ) from exc
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="rope-metrics",
-            daemon=True,
-        )
-        self._thread.start()
+    def bind(self, host: str, port: int) -> tuple[str, int]:
+        """Take the port now (the daemon does this before it opens anything, so a
+        port in use stops it before any work); `serve` answers on it later."""
+        if self._server is None:
+            handler = _make_handler(self)
+            try:
+                self._server = ThreadingHTTPServer((host, port), handler)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot serve metrics on {host}:{port}: {exc}",
+                    "another program (a rope-inspect already running?) uses it: set "
+                    "metrics.port to a free port (0 picks one) or metrics.enabled: "
+                    "false",
+                ) from exc
+            self._server.daemon_threads = True
         address = self.address
         if address is None:  # pragma: no cover - set just above
-            raise RuntimeError("metrics server did not start")
-        log.info("metrics_serving", host=address[0], port=address[1])
+            raise RuntimeError("metrics server did not bind")
+        return address
+
+    def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Start the HTTP endpoint in a thread (binding first unless `bind` did);
+        port 0 picks a free port."""
+        address = self.bind(host, port)
+        server = self._server
+        if self._thread is None and server is not None:
+            self._thread = threading.Thread(
+                target=server.serve_forever,
+                kwargs={"poll_interval": 0.2},
+                name="rope-metrics",
+                daemon=True,
+            )
+            self._thread.start()
+            log.info("metrics_serving", host=address[0], port=address[1])
         return address
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.shutdown()
+            if self._thread is not None:  # shutdown() waits for serve_forever
+                self._server.shutdown()
             self._server.server_close()
             self._server = None
         if self._thread is not None:

@@ -108,6 +108,7 @@ def open_parts(
     cfg: InspectConfig,
     daemon: Daemon,
     *,
+    calibration: Calibration | None = None,
     source: Any | None = None,
     engine: Engine | None = None,
     lossless: bool | None = None,
@@ -118,7 +119,8 @@ def open_parts(
     ring slot instead of dropping the oldest frame.
     """
     with ExitStack() as undo:
-        calibration = load_calibration(cfg.calibration)
+        if calibration is None:
+            calibration = load_calibration(cfg.calibration)
         store = DefectStore(cfg.store)
         undo.callback(store.close)
         if engine is None:

@@ -143,6 +143,8 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  fault output raised {faults['raised']} time(s); camera reconnects "
             f"{summary.get('camera', {}).get('reconnects', 0)}"
         )
+    for warning in summary.get("warnings") or []:
+        lines.append(f"  WARNING: {warning}")
     if not summary.get("accounting_ok", True):
         lines.append(f"  ACCOUNTING MISMATCH: {summary.get('accounting')}")
     note = summary.get("store", {}).get("note")

@@ -205,6 +205,7 @@ def build_summary(daemon: Daemon) -> dict[str, Any]:
         summary["store_recovery"] = _recovery(parts)
     if parts is not None and parts.scorer is not None:
         summary["ground_truth"] = parts.scorer.report()
+    summary["warnings"] = list(daemon.warnings)
     summary["failure"] = nothing_inspected(summary, daemon)
     summary["clean_exit"] = bool(
         summary["failure"] is None
