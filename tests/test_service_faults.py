@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -289,3 +290,30 @@ def test_a_run_where_every_engine_call_failed_is_a_failure(
         in (summary["failure"])
     )
     assert not summary["clean_exit"]
+
+
+def test_store_folder_deleted_mid_run_raises_the_store_alarm_and_fault(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    cfg = make_config(tmp_path, tiny_model)
+    daemon = Daemon(cfg, engine=spot_engine(cfg, every=2))
+    runner = threading.Thread(target=daemon.run, daemon=True)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60.0
+        while daemon.counters.get("defects_stored") < 1:
+            assert time.monotonic() < deadline, "no defect stored"
+            time.sleep(0.05)
+        assert daemon.snapshot()["store_alarm"] == 0
+        shutil.rmtree(cfg.store.path)
+        while "store_folder" not in daemon.faults.conditions():
+            assert time.monotonic() < deadline, "deleted store folder not noticed"
+            time.sleep(0.05)
+        assert daemon.snapshot()["store_alarm"] == 1
+        assert daemon.snapshot()["fault_active"] == 1
+    finally:
+        daemon.request_stop("test")
+        runner.join(60.0)
+    summary = daemon.summary()
+    (raised,) = [h for h in summary["faults"]["history"] if h[0] == "store_folder"]
+    assert raised[1] is True and "was removed" in raised[2]

@@ -34,6 +34,7 @@ from rope_inspect.service.parts import Parts, open_parts
 from rope_inspect.service.preflight import Preflight, preflight
 from rope_inspect.service.report import TerminalStatus, status_text
 from rope_inspect.service.stats import Counters, RateMeter, StageTimes
+from rope_inspect.service.storewatch import StoreWatch
 from rope_inspect.service.summary import build_snapshot, build_summary
 
 log = get_logger(__name__)
@@ -79,6 +80,7 @@ class Daemon:
         self.watchdog = Watchdog(self.notifier, self.health)
         self.faults = FaultState(on_change=self._fault_changed)
         self.parts: Parts | None = None
+        self.store_watch: StoreWatch | None = None
         self.stopped_by: str | None = None
         self.started_s: float | None = None
         self.ended_s: float | None = None
@@ -112,6 +114,7 @@ class Daemon:
             engine=self._injected_engine,
             lossless=self.lossless,
         )
+        self.store_watch = StoreWatch(self.cfg.store.path)
         self.parts.acquirer.start()
         self.parts.inspector.start()
         if self.cfg.metrics.enabled:
@@ -164,6 +167,7 @@ class Daemon:
             self.rate.sample(self.counters.get("frames_inspected"))
             self._watch_acquisition(parts)
             self._watch_rejects(parts)
+            self._watch_store()
             if (
                 limits.duration_s is not None
                 and now - self.started_s >= limits.duration_s
@@ -221,6 +225,14 @@ class Daemon:
         elif stats.fired > fired and stats.outputs_ok:
             self.faults.set("reject_output", False)
         self._seen_rejects = (stats.failed, stats.fired)
+
+    def _watch_store(self) -> None:
+        """A store folder deleted or replaced under the daemon: alarm and fault."""
+        if self.store_watch is None or "store_folder" in self.faults.conditions():
+            return
+        problem = self.store_watch.check()
+        if problem:
+            self.faults.set("store_folder", True, problem)
 
     def _report_status(self, terminal: TerminalStatus | None) -> None:
         text = status_text(self.snapshot())

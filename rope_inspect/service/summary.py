@@ -46,11 +46,12 @@ def build_snapshot(daemon: Daemon) -> dict[str, Any]:
     )
     snap.update(parts.decision.stats())
     store = parts.store.status()
+    watch = daemon.store_watch
     snap.update(
         store_bytes=store.bytes_used,
         store_pending=store.pending,
         store_written=store.written,
-        store_alarm=int(store.alarm),
+        store_alarm=int(store.alarm or bool(watch and watch.problem)),
     )
     return snap
 
