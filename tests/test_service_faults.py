@@ -305,7 +305,9 @@ def test_store_folder_deleted_mid_run_raises_the_store_alarm_and_fault(
             assert time.monotonic() < deadline, "no defect stored"
             time.sleep(0.05)
         assert daemon.snapshot()["store_alarm"] == 0
-        shutil.rmtree(cfg.store.path)
+        gone = tmp_path / "deleted-store"
+        cfg.store.path.rename(gone)  # atomic, unlike rmtree racing the writer
+        shutil.rmtree(gone, ignore_errors=True)  # SQLite may still write there
         while "store_folder" not in daemon.faults.conditions():
             assert time.monotonic() < deadline, "deleted store folder not noticed"
             time.sleep(0.05)
@@ -316,4 +318,6 @@ def test_store_folder_deleted_mid_run_raises_the_store_alarm_and_fault(
         runner.join(60.0)
     summary = daemon.summary()
     (raised,) = [h for h in summary["faults"]["history"] if h[0] == "store_folder"]
-    assert raised[1] is True and "was removed" in raised[2]
+    # the store's writer may have made the folder again before the check: "replaced"
+    assert raised[1] is True
+    assert "was removed" in raised[2] or "was replaced" in raised[2]
