@@ -86,3 +86,6 @@ def test_a_reject_whose_plc_is_unreachable_is_failed_raises_the_fault(
     assert "NOT MARKED" in text
     logged = capsys.readouterr()
     assert "fault_output_failed_too" in logged.out + logged.err
+    assert "output_unreachable_at_start" in logged.out + logged.err
+    unreachable = [w for w in summary["warnings"] if "unreachable at start" in w]
+    assert len(unreachable) == 2  # the reject and the fault coil

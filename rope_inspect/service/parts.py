@@ -24,6 +24,7 @@ from rope_inspect.config import InspectConfig
 from rope_inspect.decision.calibration import Calibration, load_calibration
 from rope_inspect.engine.base import Engine
 from rope_inspect.engine.loader import load_engine
+from rope_inspect.errors import OutputError
 from rope_inspect.log import get_logger
 from rope_inspect.reject.base import open_outputs
 from rope_inspect.reject.scheduler import RejectScheduler
@@ -97,6 +98,29 @@ class Parts:
         return report
 
 
+def _check_reachable(outputs: list[Any], warnings: list[str]) -> None:
+    """Connect the outputs that can be (a PLC): one unreachable at start is logged
+    and warned about now, not found out at the first defect. Not fatal: the PLC may
+    come up later (each write reconnects)."""
+    for output in outputs:
+        connect = getattr(output, "connect", None)
+        if connect is None:
+            continue
+        try:
+            connect()
+        except OutputError as exc:
+            log.error(
+                "output_unreachable_at_start",
+                output=output.name,
+                error=exc.message,
+                action=exc.hint,
+            )
+            warnings.append(
+                f"output {output.name} unreachable at start ({exc.message}): "
+                "rejects and faults through it fail until it answers"
+            )
+
+
 def _quietly(what: str, close: Callable[[], Any]) -> None:
     try:
         close()
@@ -142,6 +166,7 @@ def open_parts(
         fault_outputs = list(open_outputs(cfg.reject.fault_outputs, node_map))
         for output in fault_outputs:
             undo.callback(output.close)
+        _check_reachable(reject_outputs + fault_outputs, daemon.warnings)
         daemon.faults.outputs = fault_outputs
         daemon.faults.drive()
 
