@@ -105,6 +105,14 @@ def bench_model(path: Path | None, tile: int = 128) -> BenchModel:
     return BenchModel(onnx, checkpoint, tile, trained=False, note=STANDIN_NOTE)
 
 
+def work_dir(name: str) -> Path:
+    """A scratch folder of this run alone (daemon stores are locked by one process,
+    and two benchmark runs may share the machine)."""
+    path = SCRATCH / f"{name}-{os.getpid()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def make_parser(description: str) -> argparse.ArgumentParser:
     """The options every benchmark takes."""
     parser = argparse.ArgumentParser(description=description)

@@ -27,7 +27,6 @@ from daemon_runs import (
     run_daemon,
 )
 from harness import (
-    SCRATCH,
     Table,
     Target,
     bench_model,
@@ -37,6 +36,7 @@ from harness import (
     percentile,
     pick,
     report,
+    work_dir,
 )
 
 from rope_inspect.config import EngineConfig
@@ -93,11 +93,12 @@ def main() -> None:
     frames = pick(args, 12, 40, 300)
     sources = ["synthetic", "replay"] if args.photos.is_dir() else ["synthetic"]
     tables, targets, extra = [], [], {}
+    work = work_dir("latency")
     for source in sources:
         cfg = inspect_config(
-            source, model, SCRATCH / "latency", photos=args.photos, threads=args.threads
+            source, model, work, photos=args.photos, threads=args.threads
         )
-        with logs_into(SCRATCH / "latency" / "daemon.log"):
+        with logs_into(work / "daemon.log"):
             capacity = capacity_fps(cfg, model, engine, PreloadedSource(cfg, 8))
             fps = args.load * capacity
             probe, summary = run_paced(cfg, model, engine, frames, fps)

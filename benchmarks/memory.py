@@ -41,6 +41,7 @@ from harness import (
     median,
     pick,
     report,
+    work_dir,
 )
 
 from rope_inspect.engine.loader import load_engine
@@ -192,7 +193,7 @@ def main() -> None:
     started = machine()
     model = tiny_model()
     frames = args.frames or pick(args, 60, 2000, 10_000)
-    work = SCRATCH / "memory"
+    work = work_dir("memory")
     cfg = inspect_config("synthetic", model, work, photos=Path(), changes=SMALL)
     with logs_into(work / "daemon.log"):
         rss = rss_run(cfg, model, frames)

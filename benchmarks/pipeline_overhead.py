@@ -35,7 +35,6 @@ from daemon_runs import (
     run_daemon,
 )
 from harness import (
-    SCRATCH,
     Table,
     Target,
     bench_model,
@@ -46,6 +45,7 @@ from harness import (
     pick,
     ratios,
     report,
+    work_dir,
 )
 
 from rope_inspect.config import EngineConfig
@@ -154,21 +154,23 @@ def main() -> None:
         ["source", "feed", *STAGES],
     )
     threads = Table(
-        "CPU ms per frame by thread (last daemon run; ORT runs on inspect + pool)",
+        "CPU ms per frame by thread (last daemon run; ORT runs on inspect + pool; "
+        "threads other than inspect are counted in 10 ms ticks)",
         ["source", "feed", *THREADS, "outside engine / all"],
     )
+    work = work_dir("pipeline")
     targets: list[Target] = []
     extra: dict[str, Any] = {}
     for source in sources:
         cfg = inspect_config(
             source,
             model,
-            SCRATCH / "pipeline",
+            work,
             photos=args.photos,
             threads=args.threads,
         )
         for feed in feeds:
-            with logs_into(SCRATCH / "pipeline" / "daemon.log"):
+            with logs_into(work / "daemon.log"):
                 frames = (
                     PreloadedSource(cfg, sizes[0] + 12)
                     if feed != "as shipped"
