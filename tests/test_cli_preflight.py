@@ -118,9 +118,10 @@ def test_validate_config_and_run_refuse_the_same_config_the_same_way(
 
     assert validate_code == run_code == 2
     assert not validate.out.startswith("OK")
-    first_line = validate.err.strip().splitlines()[0]
-    assert says in first_line
-    assert first_line.replace("validate-config", "run") in run.err
+    prefix = "rope-inspect validate-config: error: "
+    (error,) = [line for line in validate.err.splitlines() if line.startswith(prefix)]
+    assert says in error
+    assert error.replace("validate-config", "run") in run.err
     assert not (tmp_path / "store").exists()  # run opened nothing
     assert "daemon_ready" not in run.err + run.out
 
