@@ -92,6 +92,7 @@ def test_status_line_shows_rates_drops_defects_and_faults() -> None:
         "frames_quality_skipped": 2,
         "fault_conditions": {"camera_lost": "unplugged"},
         "store_alarm": 1,
+        "rejects_failed": 2,
     }
     text = status_text(snap)
     for part in (
@@ -104,6 +105,7 @@ def test_status_line_shows_rates_drops_defects_and_faults() -> None:
         "not inspected 2",
         "FAULT camera_lost",
         "STORE ALARM",
+        "REJECTS FAILED 2",
     ):
         assert part in text
 

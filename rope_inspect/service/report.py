@@ -36,6 +36,8 @@ def status_text(snap: dict[str, Any]) -> str:
         parts.append("FAULT " + ",".join(sorted(faults)))
     if snap.get("store_alarm"):
         parts.append("STORE ALARM")
+    if snap.get("rejects_failed"):
+        parts.append(f"REJECTS FAILED {snap['rejects_failed']}")
     return " | ".join(parts)
 
 
