@@ -52,10 +52,12 @@ def _licence_note(root: Path) -> str:
 
 
 def _trained_on(train_config: dict[str, Any], step: int | None) -> str:
-    root = (train_config.get("data") or {}).get("root")
+    data = train_config.get("data") or {}
+    root = data.get("root")
     if not root:
         return ""
-    parts = [str(root)]
+    parts = [str(data["description"])] if data.get("description") else []
+    parts.append(str(root))
     note = _licence_note(Path(root))
     if note:
         parts.append(f"licence: {note}")
