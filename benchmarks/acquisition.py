@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import numpy as np
-from daemon_runs import thread_cpu
+from daemon_probes import thread_cpu
 from harness import (
     Table,
     Target,

@@ -28,20 +28,18 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+from bench_inputs import bench_model, real_photos, synthetic_frames
 from harness import (
     SCRATCH,
     Table,
     Target,
-    bench_model,
     interleave,
     machine,
     make_parser,
     median,
     pick,
     ratios,
-    real_photos,
     report,
-    synthetic_frames,
 )
 
 from rope_inspect.config import EngineConfig, TilingConfig

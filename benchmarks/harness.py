@@ -1,16 +1,11 @@
-"""What every benchmark shares: the model under test, side-by-side timing, targets.
+"""What every benchmark shares: options, side-by-side timing, targets and output.
 
 The machine these run on is shared (other jobs, training runs), so no figure here is
 an absolute speed to be trusted alone: every script runs the things it compares in
 ONE process, interleaved round by round (A, B, A, B, ...), takes the ratio within
-each round and reports the median ratio. Absolute figures are printed too, with the
-load average at start and end, so a reader can judge how busy the machine was.
-
-The model: `--model PATH` (an exported ONNX engine with its sidecar; the torch
-backend and other tile sizes also need the `.pt` checkpoint beside it). Without it
-a stand-in is exported once to the scratch folder: the shipped architecture
-(`ModelConfig.cpu_small` with all four switches on) with UNTRAINED weights, which
-is exactly as fast as the trained model but says nothing about detection quality.
+each round and reports the median ratio, with CPU time beside wall time. Absolute
+figures are printed too, with the load average at start and end, so a reader can
+judge how busy the machine was. The model and frames under test: `bench_inputs.py`.
 """
 
 from __future__ import annotations
@@ -26,83 +21,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench_inputs import BenchModel
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 REAL_PHOTOS = ROOT.parent / "shared" / "data" / "mvtec3d-rope" / "test"
 SCRATCH = Path(tempfile.gettempdir()) / "rope-inspect-bench"
-STANDIN_NOTE = (
-    "stand-in model: shipped architecture (cpu_small, all switches on), UNTRAINED "
-    "weights; speed figures only"
-)
-
-
-@dataclass(frozen=True)
-class BenchModel:
-    """The engine file under test and what is known about it."""
-
-    onnx: Path
-    checkpoint: Path | None
-    tile: int
-    trained: bool
-    note: str
-
-
-def _standin_checkpoint(path: Path) -> Path:
-    """Save the untrained stand-in checkpoint once (seeded: same weights each time)."""
-    if path.is_file():
-        return path
-    import torch
-
-    from rope_inspect.model.config import ModelConfig
-    from rope_inspect.model.draem import DraemModel
-    from rope_inspect.training.checkpoint import save_atomic
-
-    torch.manual_seed(0)
-    cfg = ModelConfig.cpu_small(
-        skip_connections=True, dual_attention=True, transformer=True, aspp=True
-    )
-    payload = {
-        "model_config": cfg.model_dump(mode="json"),
-        "state_dict": DraemModel(cfg).state_dict(),
-        "train_config": {"name": "untrained-benchmark-standin"},
-        "step": 0,
-    }
-    save_atomic(payload, path)
-    return path
-
-
-def export_for_tile(checkpoint: Path, tile: int, out: Path) -> Path:
-    """The ONNX engine of `checkpoint` for `tile` px tiles (exported once, cached)."""
-    from rope_inspect.engine.sidecar import sidecar_path
-    from rope_inspect.model.export import export_onnx
-
-    if out.is_file() and sidecar_path(out).is_file():
-        return out
-    export_onnx(checkpoint, out, tile=tile)
-    return out
-
-
-def bench_model(path: Path | None, tile: int = 128) -> BenchModel:
-    """The model named by `--model`, or the untrained stand-in (exported once)."""
-    from rope_inspect.engine.sidecar import read_sidecar
-
-    if path is not None:
-        sidecar = read_sidecar(path)
-        checkpoint = path.with_suffix(".pt")
-        step = getattr(sidecar, "step", None)
-        return BenchModel(
-            onnx=path,
-            checkpoint=checkpoint if checkpoint.is_file() else None,
-            tile=sidecar.tile,
-            trained=bool(step),
-            note=f"{path} (trained: {getattr(sidecar, 'trained_on', '?')})",
-        )
-    SCRATCH.mkdir(parents=True, exist_ok=True)
-    checkpoint = _standin_checkpoint(SCRATCH / "standin.pt")
-    onnx = export_for_tile(checkpoint, tile, SCRATCH / "standin.onnx")
-    return BenchModel(onnx, checkpoint, tile, trained=False, note=STANDIN_NOTE)
 
 
 def work_dir(name: str) -> Path:
@@ -331,42 +258,3 @@ def report(
     out.write_text(json.dumps(result, indent=1, default=str) + "\n")
     print(f"written {out}", file=sys.stderr)
     return result
-
-
-# -- frames ------------------------------------------------------------------------
-
-
-def real_photos(folder: Path, limit: int | None = None) -> list[tuple[str, Any]]:
-    """(name, RGB image) of the real photographs, used where they lie (no copies)."""
-    import cv2
-
-    if not folder.is_dir():
-        return []
-    frames = []
-    for file in sorted(folder.rglob("*.png"))[:limit]:
-        image = cv2.imread(str(file))
-        if image is not None:
-            rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            frames.append((f"{file.parent.name}/{file.name}", rgb))
-    return frames
-
-
-def synthetic_frames(count: int, **source: Any) -> list[tuple[str, Any]]:
-    """(name, RGB image) of consecutive frames of the synthetic line (demo size)."""
-    import numpy as np
-
-    from rope_inspect.acquisition.synthetic import SyntheticSource
-    from rope_inspect.config import LineConfig, SyntheticSourceConfig
-
-    cfg = SyntheticSourceConfig(kind="synthetic", realtime=False, **source)
-    line = SyntheticSource(cfg, LineConfig())
-    line.open()
-    frames = []
-    try:
-        for index in range(count):
-            image = np.empty(line.frame_shape, np.uint8)
-            line.read_into(image, 5.0)
-            frames.append((f"synthetic #{index}", image))
-    finally:
-        line.close()
-    return frames

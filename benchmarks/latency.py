@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench_inputs import bench_model
+from daemon_probes import LatencyProbe
 from daemon_runs import (
-    LatencyProbe,
     PreloadedSource,
     SharedEngine,
     daemon_engine,
@@ -29,7 +30,6 @@ from daemon_runs import (
 from harness import (
     Table,
     Target,
-    bench_model,
     machine,
     make_parser,
     median,

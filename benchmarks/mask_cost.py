@@ -25,19 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_inputs import bench_model, real_photos, synthetic_frames
 from daemon_runs import SOURCES
 from harness import (
     Table,
     Target,
-    bench_model,
     interleave,
     machine,
     make_parser,
     median,
     pick,
-    real_photos,
     report,
-    synthetic_frames,
 )
 
 from rope_inspect.config import (

@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 import psutil
+from bench_inputs import BenchModel
 from daemon_runs import PreloadedSource, inspect_config, logs_into, run_daemon
 from harness import (
     SCRATCH,
-    BenchModel,
     Table,
     Target,
     machine,

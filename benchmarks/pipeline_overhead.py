@@ -25,19 +25,19 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from bench_inputs import bench_model
+from daemon_probes import record_stages
 from daemon_runs import (
     PreloadedSource,
     SharedEngine,
     daemon_engine,
     inspect_config,
     logs_into,
-    record_stages,
     run_daemon,
 )
 from harness import (
     Table,
     Target,
-    bench_model,
     interleave,
     machine,
     make_parser,

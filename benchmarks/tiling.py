@@ -25,20 +25,17 @@ import math
 from typing import Any
 
 import numpy as np
+from bench_inputs import bench_model, export_for_tile, real_photos, synthetic_frames
 from harness import (
     SCRATCH,
     Table,
     Target,
-    bench_model,
-    export_for_tile,
     interleave,
     machine,
     make_parser,
     median,
     pick,
-    real_photos,
     report,
-    synthetic_frames,
 )
 
 from rope_inspect.config import EngineConfig, TilingConfig
