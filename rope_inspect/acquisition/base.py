@@ -112,6 +112,39 @@ class FrameSource(Protocol):
         ...
 
 
+class SourceWrapper:
+    """A FrameSource that passes every call to `inner`; subclasses override a few.
+
+    `name` defaults to the inner source's name. Fault injection and health
+    monitoring wrap a real source this way, so the rest of the path stays real.
+    """
+
+    def __init__(self, inner: FrameSource, name: str | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name if name is None else name
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        return self.inner.frame_shape
+
+    @property
+    def node_map(self) -> Any | None:
+        return self.inner.node_map
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.inner.counters
+
+    def open(self) -> None:
+        self.inner.open()
+
+    def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
+        return self.inner.read_into(slot, timeout_s)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 class FramePacer:
     """Paces a rendered or replayed source at a frame rate on the monotonic clock.
 

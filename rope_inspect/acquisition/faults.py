@@ -14,22 +14,25 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import numpy as np
 
-from rope_inspect.acquisition.base import FrameInfo, FrameSkipped, FrameSource
+from rope_inspect.acquisition.base import (
+    FrameInfo,
+    FrameSkipped,
+    FrameSource,
+    SourceWrapper,
+)
 from rope_inspect.errors import SourceError, SourceLost
 
 FAULTS = ("timeout", "skip", "error", "black", "saturated")
 
 
-class FaultySource:
+class FaultySource(SourceWrapper):
     """See the module docstring."""
 
     def __init__(self, inner: FrameSource) -> None:
-        self.inner = inner
-        self.name = f"faulty-{inner.name}"
+        super().__init__(inner, f"faulty-{inner.name}")
         self._lock = threading.Lock()
         self._queued: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self._lost = False
@@ -57,18 +60,6 @@ class FaultySource:
 
     # -- FrameSource -------------------------------------------------------------
 
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return self.inner.frame_shape
-
-    @property
-    def node_map(self) -> Any | None:
-        return self.inner.node_map
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return self.inner.counters
-
     def open(self) -> None:
         with self._lock:
             if self._failed_opens > 0:
@@ -78,9 +69,6 @@ class FaultySource:
             self._lost = False
         self.inner.open()
         self.opens += 1
-
-    def close(self) -> None:
-        self.inner.close()
 
     def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
         with self._lock:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from rope_inspect.acquisition.acquirer import Acquirer
-from rope_inspect.acquisition.base import FrameInfo, FrameSource
+from rope_inspect.acquisition.base import FrameInfo, FrameSource, SourceWrapper
 from rope_inspect.acquisition.ring import FrameRing
 from rope_inspect.config import InspectConfig
 from rope_inspect.service.faults import FaultState
@@ -26,7 +26,7 @@ STAGE = "acquisition"
 FREE_SLOT_WAIT_S = 0.1  # longest wait for a free slot between health beats
 
 
-class MonitoredSource:
+class MonitoredSource(SourceWrapper):
     """A FrameSource that beats the health monitor whenever one of its calls returns.
 
     With `lossless` (a finite replay read flat out, where every frame must be
@@ -38,27 +38,14 @@ class MonitoredSource:
     def __init__(
         self, source: FrameSource, health: HealthMonitor, lossless: bool = False
     ) -> None:
-        self.inner = source
+        super().__init__(source)
         self.health = health
         self.lossless = lossless
         self.ring: FrameRing | None = None
         self.stop_event = threading.Event()
-        self.name = source.name
         self.read_seconds = 0.0
         self.reads = 0
         self.waits = 0
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return self.inner.frame_shape
-
-    @property
-    def node_map(self) -> Any | None:
-        return self.inner.node_map
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return self.inner.counters
 
     def open(self) -> None:
         try:
@@ -92,9 +79,6 @@ class MonitoredSource:
             self.waits += 1
             self.health.beat(STAGE)
             ring.wait_for_free_slot(FREE_SLOT_WAIT_S)
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def acquirer_settings(cfg: InspectConfig) -> dict[str, Any]:

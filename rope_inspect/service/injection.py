@@ -21,12 +21,17 @@ from typing import Any
 
 import numpy as np
 
-from rope_inspect.acquisition.base import FrameInfo, FrameSkipped, FrameSource
+from rope_inspect.acquisition.base import (
+    FrameInfo,
+    FrameSkipped,
+    FrameSource,
+    SourceWrapper,
+)
 from rope_inspect.engine.sidecar import sidecar_path
 from rope_inspect.errors import EngineError, SourceError, SourceLost
 
 
-class FlakySource:
+class FlakySource(SourceWrapper):
     """Loses the camera after `lose_after` frames for `outage_s` seconds per outage."""
 
     def __init__(
@@ -35,8 +40,7 @@ class FlakySource:
         outages: list[tuple[int, float]],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.inner = inner
-        self.name = f"flaky-{inner.name}"
+        super().__init__(inner, f"flaky-{inner.name}")
         self.outages = sorted(outages)
         self._clock = clock
         self._lost_until: float | None = None
@@ -45,18 +49,6 @@ class FlakySource:
         self.failed_opens = 0
         self.opens = 0
         self.lock = threading.Lock()
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return self.inner.frame_shape
-
-    @property
-    def node_map(self) -> Any | None:
-        return self.inner.node_map
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return self.inner.counters
 
     @property
     def lost(self) -> bool:
@@ -81,11 +73,8 @@ class FlakySource:
             self.frames += 1
         return info
 
-    def close(self) -> None:
-        self.inner.close()
 
-
-class MalformedFrames:
+class MalformedFrames(SourceWrapper):
     """Makes chosen frames (by count from 0) black, saturated or truncated.
 
     Black and saturated frames reach the ring (a lighting failure); a truncated one
@@ -93,26 +82,10 @@ class MalformedFrames:
     """
 
     def __init__(self, inner: FrameSource, bad: dict[int, str]) -> None:
-        self.inner = inner
-        self.name = f"malformed-{inner.name}"
+        super().__init__(inner, f"malformed-{inner.name}")
         self.bad = dict(bad)
         self.frames = 0
         self.injected: dict[str, int] = {}
-
-    @property
-    def frame_shape(self) -> tuple[int, int, int]:
-        return self.inner.frame_shape
-
-    @property
-    def node_map(self) -> Any | None:
-        return self.inner.node_map
-
-    @property
-    def counters(self) -> dict[str, int]:
-        return self.inner.counters
-
-    def open(self) -> None:
-        self.inner.open()
 
     def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
         info = self.inner.read_into(slot, timeout_s)
@@ -131,9 +104,6 @@ class MalformedFrames:
         elif kind is not None:
             raise ValueError(f"unknown malformed frame kind {kind!r}")
         return info
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 class FaultyEngine:
