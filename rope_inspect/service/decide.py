@@ -207,7 +207,8 @@ class DefectOutputs:
         if view is None:
             log.error("defect_without_view", defect=defect.id, record=record.id)
             self.counters.add("defects_store_refused")
-        elif self.store.add(record, view.crop, view.map_crop, view.frame):
+        # the view's arrays are private copies (crop_around, frame.image.copy())
+        elif self.store.add(record, view.crop, view.map_crop, view.frame, copy=False):
             self.counters.add("defects_stored")
         else:
             self.counters.add("defects_store_refused")

@@ -143,21 +143,30 @@ class DefectStore(StoreView):
         crop: np.ndarray,
         map_crop: np.ndarray,
         frame: np.ndarray | None = None,
+        *,
+        copy: bool = True,
     ) -> bool:
         """Queue a defect for writing; never waits for the disk. The arrays are copied.
 
+        With `copy=False` they are queued as given: the caller hands them over and
+        must not touch them again (for arrays that are already private copies).
         Returns False (and counts it as dropped) once the store is closed.
         """
         if self._closed is not None:
             self.queue.dropped += 1
             return False
         _check_arrays(crop, map_crop, frame)
-        keep_frame = frame is not None and self.cfg.save_full_frame
+        if not (frame is not None and self.cfg.save_full_frame):
+            frame = None
+        if copy:
+            crop = crop.copy()
+            frame = None if frame is None else frame.copy()
+            map_crop = np.array(map_crop, dtype=np.float32, copy=True)
         item = PendingDefect(
             dataclasses.replace(record),
-            crop.copy(),
-            np.array(map_crop, dtype=np.float32, copy=True).squeeze(),
-            frame.copy() if keep_frame and frame is not None else None,
+            crop,
+            np.asarray(map_crop, dtype=np.float32).squeeze(),
+            frame,
         )
         self.queue.put(item)
         return True
