@@ -7,16 +7,16 @@ Two ways in: the store's write function patched to fail with ENOSPC/EACCES/EROFS
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from disk_helpers import fill, tmpfs
 from structlog.testing import capture_logs
 
 from rope_inspect.config import StoreConfig
@@ -121,35 +121,11 @@ def test_frames_are_shed_before_defects(tmp_path: Path) -> None:
     view.close()
 
 
-@contextlib.contextmanager
-def tiny_tmpfs(path: Path, size: str = "4m") -> Iterator[Path]:
-    path.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root): " + result.stderr.decode())
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def _fill(folder: Path) -> Path:
-    filler = folder / "filler.bin"
-    with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * 4096)
-    return filler
-
-
 def test_real_full_and_read_only_tmpfs(tmp_path: Path) -> None:
-    with tiny_tmpfs(tmp_path / "disk") as disk:
+    with tmpfs(tmp_path / "disk") as disk:
         store = DefectStore(store_cfg(disk / "store"))
         items = samples(4)
-        filler = _fill(disk)  # full, and no old defect to make room with
+        filler = fill(disk)  # full, and no old defect to make room with
         store.add(*items[0])
         store.add(*items[1])
         wait_for(lambda: store.status().alarm)

@@ -12,7 +12,6 @@ The real-disk tests mount a small tmpfs (root only; skipped elsewhere).
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import signal
@@ -20,11 +19,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from disk_helpers import fill, tmpfs
 from structlog.testing import capture_logs
 
 from rope_inspect.config import StoreConfig
@@ -52,30 +52,6 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
 def samples(count: int, seed: int = 0, start: float = T0) -> list[tuple]:
     rng = np.random.default_rng(seed)
     return [sample_defect(rng, start + n, float(n)) for n in range(count)]
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    result = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root): " + result.stderr.decode())
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def fill(folder: Path) -> Path:
-    filler = folder / "filler.bin"
-    with open(filler, "wb", buffering=0) as handle, contextlib.suppress(OSError):
-        while True:
-            handle.write(b"\0" * 4096)
-    return filler
 
 
 def test_journal_keeps_the_newest_whole_slot(tmp_path: Path) -> None:
