@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from notify_helpers import wait_for_notify
 from test_service_daemon import make_config, other_threads, spot_engine
 
 from rope_inspect.acquisition.base import open_source
@@ -153,19 +154,6 @@ def _messages(sock: socket.socket, seconds: float) -> list[str]:
     return received
 
 
-def _wait_for(sock: socket.socket, text: str, seconds: float) -> bool:
-    """True as soon as a notify message containing `text` arrives."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            if text in sock.recv(4096).decode():
-                return True
-        except TimeoutError:
-            return False
-    return False
-
-
 def _healthz(address: tuple[str, int]) -> tuple[int, dict]:
     url = f"http://{address[0]}:{address[1]}/healthz"
     try:
@@ -186,9 +174,9 @@ def test_hung_engine_stops_watchdog_pings_and_fails_healthz(
     runner = threading.Thread(target=daemon.run, daemon=True)
     runner.start()
     try:
-        assert _wait_for(sock, "READY=1", 60.0)
+        assert wait_for_notify(sock, "READY=1", 60.0)
         assert daemon.parts is not None  # READY only once camera and engine are open
-        assert _wait_for(sock, "WATCHDOG=1", 5.0)
+        assert wait_for_notify(sock, "WATCHDOG=1", 5.0)
         assert engine.hanging.wait(30.0)
         time.sleep(1.0)  # past stuck_after_s: the inspection stage is stuck
         _messages(sock, 0.05)  # pings sent before it counted as stuck
@@ -198,7 +186,7 @@ def test_hung_engine_stops_watchdog_pings_and_fails_healthz(
         assert list(report["stuck"]) == ["inspection"]
 
         engine.release.set()
-        assert _wait_for(sock, "WATCHDOG=1", 5.0)
+        assert wait_for_notify(sock, "WATCHDOG=1", 5.0)
         assert _healthz(daemon.metrics.address)[0] == 200
     finally:
         engine.release.set()

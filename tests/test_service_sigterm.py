@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from notify_helpers import wait_for_notify
 from test_service_daemon import make_config
 
 from rope_inspect.service.injection import export_tiny_model
@@ -30,18 +31,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny exported model of test_service_daemon (one export per session)."""
     pytest.importorskip("torch")
     return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
-
-
-def _wait_for(sock: socket.socket, text: str, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            if text in sock.recv(4096).decode():
-                return True
-        except TimeoutError:
-            return False
-    return False
 
 
 def test_sigterm_under_load_drains_and_exits_cleanly(
@@ -71,11 +60,11 @@ def test_sigterm_under_load_drains_and_exits_cleanly(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        assert _wait_for(sock, "READY=1", 120.0), "no READY=1 from the daemon"
+        assert wait_for_notify(sock, "READY=1", 120.0), "no READY=1 from the daemon"
         time.sleep(2.0)  # frames pour in flat out: the ring overflows, work piles up
         stopped_at = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        assert _wait_for(sock, "STOPPING=1", 10.0)
+        assert wait_for_notify(sock, "STOPPING=1", 10.0)
         out, err = process.communicate(timeout=STOP_TIMEOUT_S + 20)
         took = time.monotonic() - stopped_at
     finally:
