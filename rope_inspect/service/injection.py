@@ -27,6 +27,7 @@ from rope_inspect.acquisition.base import (
     FrameSource,
     SourceWrapper,
 )
+from rope_inspect.engine.base import check_finite
 from rope_inspect.engine.sidecar import sidecar_path
 from rope_inspect.errors import EngineError, SourceError, SourceLost
 
@@ -107,7 +108,11 @@ class MalformedFrames(SourceWrapper):
 
 
 class FaultyEngine:
-    """Returns NaN maps or raises EngineError on chosen `infer` calls (from 0)."""
+    """NaN maps or an engine error on chosen `infer` calls (from 0).
+
+    NaN maps go through the same finite check as every backend's `infer`, so they end
+    as the EngineError a real backend raises for them.
+    """
 
     def __init__(
         self,
@@ -131,6 +136,7 @@ class FaultyEngine:
         if call in self.nan_calls:
             maps = maps.copy()
             maps[:, :, :4, :4] = np.nan
+            check_finite(self.name, maps, scores)
         return maps, scores
 
     def close(self) -> None:
