@@ -13,11 +13,13 @@ jobs they hold better than wall-clock rates.
 Each source is fed camera-like (frames read beforehand, one copy into the ring per
 frame: the pipeline as the issue lists it) and, without --quick, as shipped (the
 replay decodes a PNG per frame, the synthetic line renders its rope: work of the
-stand-in camera, shown apart in the per-thread table).
+stand-in camera, shown apart in the per-thread table). `--feeds` and `--sources`
+choose explicitly (e.g. `--quick --sources replay --feeds "as shipped"`).
 
 Target (issue 7): daemon fps >= 0.95 x bare engine fps.
 
     python benchmarks/pipeline_overhead.py [--quick] [--model engines/x.onnx]
+        [--sources replay synthetic] [--feeds camera-like "as shipped"]
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ from rope_inspect.config import EngineConfig
 from rope_inspect.engine.loader import load_engine
 
 TARGET_RATIO = 0.95
+SOURCES = ("replay", "synthetic")
+FEEDS = ("camera-like", "as shipped")
 WARM_FRAMES = 2
 STAGES = ("quality", "mask", "tiles", "engine", "stitch", "decision", "total")
 ENGINE_THREADS = ("inspect, in engine", "onnxruntime pool")
@@ -123,16 +127,30 @@ def outside_engine_share(threads: dict[str, float]) -> float:
     return (total - engine) / total if total > 0 else float("nan")
 
 
+def parse_args() -> Any:
+    parser = make_parser(__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sources", nargs="+", choices=SOURCES, help="default: both (replay if photos)"
+    )
+    parser.add_argument(
+        "--feeds",
+        nargs="+",
+        choices=FEEDS,
+        help="default: camera-like, and as shipped without --quick",
+    )
+    return parser.parse_args()
+
+
 def main() -> None:
-    args = make_parser(__doc__.splitlines()[0]).parse_args()
+    args = parse_args()
     started = machine()
     model = bench_model(args.model)
     sizes = pick(args, (6, 1), (10, 3), (24, 7))
     engine = load_engine(
         EngineConfig(model=model.onnx, threads=args.threads), model.tile
     )
-    sources = ["replay", "synthetic"] if args.photos.is_dir() else ["synthetic"]
-    feeds = ["camera-like", *pick(args, [], [], ["as shipped"])]
+    sources = args.sources or (list(SOURCES) if args.photos.is_dir() else ["synthetic"])
+    feeds = args.feeds or ["camera-like", *pick(args, [], [], ["as shipped"])]
 
     fps = Table(
         "Daemon vs bare engine on the same tiles (steady state, interleaved rounds)",
