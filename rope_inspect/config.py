@@ -69,6 +69,14 @@ class ReplaySourceConfig(StrictModel):
     realtime: bool = Field(
         True, description="pace frames at fps; false replays flat out"
     )
+    decoded_cache_mb: int = Field(
+        512,
+        ge=0,
+        le=65536,
+        description="memory for keeping a folder's decoded images: when all of them "
+        "fit, each is decoded once and then copied like a camera buffer; larger "
+        "folders are decoded per frame; 0 always decodes",
+    )
 
 
 class GenICamSourceConfig(StrictModel):

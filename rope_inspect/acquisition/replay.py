@@ -9,13 +9,21 @@ the odd files are listed in one warning. An image of another size is skipped and
 counted as "wrong_size", a file OpenCV cannot read as "unreadable"; both are logged
 with the file name. Each frame carries its file path (`FrameInfo.source_name`) so
 ground truth can be matched to it.
+
+A looping folder whose decoded frames fit `decoded_cache_mb` is decoded once: the
+first pass keeps each RGB image (and the reason of each skipped file), later passes
+copy the kept image into the slot, as a camera buffer is copied, and skip the same
+files with the same count and warning. A file changed on disk during the run is
+not read again. A larger folder is decoded per frame (logged once at open).
 """
 
 from __future__ import annotations
 
+import math
 import struct
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -76,6 +84,25 @@ def header_size(path: Path) -> tuple[int, int] | None:
     return None if image is None else (image.shape[0], image.shape[1])
 
 
+@dataclass(frozen=True, slots=True)
+class _Skipped:
+    """Why a file's frame is skipped, kept so later passes need not decode it."""
+
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+_Kept = np.ndarray | _Skipped | None
+"""A decoded image, why its file is skipped, or None: not decoded yet."""
+
+
+def _frozen(image: np.ndarray) -> np.ndarray:
+    """A read-only copy of an image."""
+    copy = image.copy()
+    copy.flags.writeable = False
+    return copy
+
+
 def list_images(path: Path) -> list[Path]:
     """Image files under a folder, recursively, in sorted path order."""
     if path.is_file():
@@ -94,6 +121,8 @@ class ReplaySource:
         self._pacer = FramePacer(cfg.fps, cfg.realtime)
         self._counters = Counters()
         self._files: list[Path] = []
+        self._names: list[str] = []
+        self._decoded: list[_Kept] | None = None
         self._video: Any = None
         self._bgr: np.ndarray | None = None
         self._shape: tuple[int, int, int] | None = None
@@ -151,6 +180,27 @@ class ReplaySource:
                 files=odd[:ODD_FILES_LOGGED],
                 note="these frames will be skipped as wrong_size",
             )
+        self._names = [str(file) for file in self._files]
+        fitting = sum(1 for size in sizes.values() if size == (height, width))
+        self._decoded = self._plan_cache(fitting * height * width * 3)
+
+    def _plan_cache(self, needed_bytes: int) -> list[_Kept] | None:
+        """Slots for the decoded images when the folder loops and fits the budget."""
+        budget_mb = self.cfg.decoded_cache_mb
+        if not self.cfg.loop or budget_mb == 0:
+            return None
+        needed_mb = math.ceil(needed_bytes / 2**20)
+        if needed_mb > budget_mb:
+            log.info(
+                "replay_decodes_per_frame",
+                images=len(self._files),
+                decoded_mb=needed_mb,
+                decoded_cache_mb=budget_mb,
+                hint=f"set source.decoded_cache_mb to {needed_mb} or more to decode "
+                "each image once (that much memory is kept)",
+            )
+            return None
+        return [None] * len(self._files)
 
     def _open_video(self) -> None:
         video = cv2.VideoCapture(str(self.path))
@@ -213,17 +263,31 @@ class ReplaySource:
     def _read_image(self, slot: np.ndarray) -> str:
         if self._next >= len(self._files):
             self._end_of_pass()
-        file = self._files[self._next]
+        index = self._next
         self._next += 1
-        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        kept = None if self._decoded is None else self._decoded[index]
+        if kept is None:
+            kept = self._decode(index, slot)
+        if isinstance(kept, _Skipped):
+            self._skip(kept.reason, self._files[index], **kept.details)
+        if kept is not slot:
+            np.copyto(slot, kept)
+        return self._names[index]
+
+    def _decode(self, index: int, slot: np.ndarray) -> np.ndarray | _Skipped:
+        """Decode a file into the slot (kept when caching): the slot, or why not."""
+        image = cv2.imread(self._names[index], cv2.IMREAD_COLOR)
+        result: np.ndarray | _Skipped = slot
         if image is None:
-            self._skip("unreadable", file)
+            result = _Skipped("unreadable")
         elif image.shape != slot.shape:
-            self._skip(
-                "wrong_size", file, size=image.shape[:2], expected=slot.shape[:2]
-            )
-        cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=slot)
-        return str(file)
+            details = {"size": image.shape[:2], "expected": slot.shape[:2]}
+            result = _Skipped("wrong_size", details)
+        else:
+            cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=slot)
+        if self._decoded is not None:
+            self._decoded[index] = result if result is not slot else _frozen(slot)
+        return result
 
     def _skip(self, reason: str, file: Path, **details: Any) -> NoReturn:
         self._counters.add(reason)
