@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         schedule["outages"],
     )
     engine: Any = FaultyEngine(
-        load_engine(cfg.engine, cfg.tiling.tile), nan_calls=schedule["nan"]
+        load_engine(cfg.engine, cfg.tile_shape), nan_calls=schedule["nan"]
     )
     if args.model is None:
         engine = SpotEngine(engine, every=args.spot_every)

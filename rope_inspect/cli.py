@@ -120,6 +120,20 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     p.add_argument("--opset", type=int, default=18)
+    p.add_argument(
+        "--tile",
+        type=positive_int,
+        default=None,
+        help="tile width in px (default: the training tile); also the height "
+        "unless --tile-height is given",
+    )
+    p.add_argument(
+        "--tile-height",
+        type=positive_int,
+        default=None,
+        help="tile height in px for non-square tiles: the tiling config's tile_across "
+        "for a horizontal rope",
+    )
 
 
 def _add_engine(sub: argparse._SubParsersAction) -> None:

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from rope_inspect.configfile import StrictModel, load_config
+from rope_inspect.vision.tile_shape import oriented
 
 
 class LineConfig(StrictModel):
@@ -127,10 +128,20 @@ class MaskConfig(StrictModel):
         4, ge=1, le=16, description="GrabCut runs at 1/downscale size"
     )
     refresh_every: int = Field(
-        300, ge=1, description="recompute the mask every N frames"
+        300,
+        ge=1,
+        description="recompute the mask every N frames; 1: GrabCut on every frame "
+        "(no edge check)",
     )
     edge_shift_px: float = Field(
         6.0, gt=0, description="recompute early when the rope edge moves this far"
+    )
+    refresh_mode: Literal["background", "on_frame"] = Field(
+        "background",
+        description="background: a refresh runs in a worker thread and serves from "
+        "a later frame (a running rope); on_frame: each frame is edge-checked before "
+        "it is inspected and gets its own GrabCut mask when the rope moved "
+        "(separate photographs, mostly of a rope lying in the same place)",
     )
     envelope_margin_px: int = Field(
         60,
@@ -145,7 +156,19 @@ class TilingConfig(StrictModel):
     """Tile grid laid over the rope only."""
 
     tile: int = Field(
-        128, ge=32, le=1024, description="tile side in pixels (engine input)"
+        128,
+        ge=32,
+        le=1024,
+        description="tile side along the rope in pixels (engine input); also across "
+        "it unless tile_across is set",
+    )
+    tile_across: int | None = Field(
+        None,
+        ge=32,
+        le=1024,
+        description="tile side across the rope in pixels; unset: square tiles. Set it "
+        "to the envelope band's height (rounded up to the model's multiple) so one row "
+        "of tiles covers the band; the engine must be exported for this shape",
     )
     overlap: int = Field(
         16, ge=0, le=512, description="overlap between neighbouring tiles"
@@ -156,12 +179,17 @@ class TilingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _overlap_below_tile(self) -> TilingConfig:
-        if self.overlap >= self.tile:
+        side = min(self.tile, self.tile_across or self.tile)
+        if self.overlap >= side:
             raise ValueError(
-                f"overlap {self.overlap} must be smaller than tile {self.tile} "
+                f"overlap {self.overlap} must be smaller than the tile side {side} "
                 "(tiles would not advance); a quarter of the tile is typical"
             )
         return self
+
+    def shape(self, axis: str) -> tuple[int, int]:
+        """(height, width) of every tile in the frame for a rope along `axis`."""
+        return oriented(self.tile, self.tile_across or self.tile, axis)
 
 
 class EngineConfig(StrictModel):
@@ -331,6 +359,11 @@ class InspectConfig(StrictModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(height, width) of the engine's input tiles on this line."""
+        return self.tiling.shape(self.line.rope_axis)
 
 
 def load_inspect_config(path: str | Path) -> InspectConfig:

@@ -229,7 +229,7 @@ def test_engine_that_does_not_match_the_config_is_refused(
     good = write_images(tmp_path / "good", 3)
     assert _calibrate("--config", str(config), "--good", str(good)) == 2
     err = capsys.readouterr().err
-    assert "32px tiles, config asks 64px" in err
+    assert "32 px tiles, config asks 64 px" in err
 
 
 def test_previous_scale_change_is_flagged(

@@ -43,8 +43,24 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_overlap_must_be_smaller_than_tile(tmp_path: Path) -> None:
     text = "source:\n  kind: synthetic\ntiling:\n  tile: 128\n  overlap: 128\n"
-    with pytest.raises(ConfigError, match="overlap 128 must be smaller than tile 128"):
+    with pytest.raises(ConfigError, match="overlap 128 must be smaller than the tile"):
         load_inspect_config(_write(tmp_path, text))
+    across = "source:\n  kind: synthetic\ntiling:\n  tile_across: 64\n  overlap: 64\n"
+    with pytest.raises(ConfigError, match="smaller than the tile side 64"):
+        load_inspect_config(_write(tmp_path, across))
+
+
+def test_tile_across_gives_the_engine_shape_for_the_rope_axis(tmp_path: Path) -> None:
+    text = "source:\n  kind: synthetic\ntiling:\n  tile: 128\n  tile_across: 224\n"
+    cfg = load_inspect_config(_write(tmp_path, text))
+    assert cfg.tile_shape == (224, 128)  # horizontal rope: tall tiles
+    vertical = cfg.model_copy(
+        update={"line": cfg.line.model_copy(update={"rope_axis": "vertical"})}
+    )
+    assert vertical.tile_shape == (128, 224)
+    assert load_inspect_config(
+        _write(tmp_path, "source:\n  kind: synthetic\n")
+    ).tile_shape == (128, 128)
 
 
 def test_nan_is_refused(tmp_path: Path) -> None:

@@ -145,7 +145,7 @@ def test_inf_output_raises_engine_error(tmp_path: Path) -> None:
 def test_tile_mismatch_is_refused_with_hint(engine_path: Path) -> None:
     with pytest.raises(EngineMismatch) as info:
         load_engine(_cfg(engine_path), 32)
-    assert "16px tiles, config asks 32px" in info.value.message
+    assert "16 px tiles, config asks 32 px" in info.value.message
     assert "tiling.tile: 16" in info.value.hint
     assert "rope-inspect export" in info.value.hint
 

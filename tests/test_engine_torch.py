@@ -77,8 +77,13 @@ def test_torch_from_a_checkpoint_alone(exported: Path, tmp_path: Path) -> None:
     assert engine.sidecar.format == "torch" and engine.sidecar.tile == TILE
     maps, _ = engine.infer(fixed_tiles(2, TILE))
     assert maps.shape == (2, 1, TILE, TILE)
-    with pytest.raises(EngineMismatch, match="32px tiles, config asks 64px"):
-        load_engine(_cfg(checkpoint, "torch"), 64)
+    # fully convolutional: a checkpoint alone serves any tile shape its stride allows
+    tall = load_engine(_cfg(checkpoint, "torch"), (64, TILE))
+    assert tall.sidecar.tile_shape == (64, TILE)
+    maps, _ = tall.infer(np.ascontiguousarray(fixed_tiles(2, 64)[:, :, :TILE]))
+    assert maps.shape == (2, 1, 64, TILE)
+    with pytest.raises(EngineMismatch, match="multiples of 8 px"):
+        load_engine(_cfg(checkpoint, "torch"), (36, TILE))
 
 
 def test_torch_refuses_a_checkpoint_the_onnx_did_not_come_from(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import torch
 from rope_inspect.engine.sidecar import Sidecar, file_sha256, read_sidecar
 from rope_inspect.errors import ConfigError, EngineError
 from rope_inspect.model import export as export_module
+from rope_inspect.cli import build_parser
 from rope_inspect.model.commands import export_command
 from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
@@ -147,7 +147,9 @@ def test_export_command_reads_a_run_folder(
         lambda *args: shutil.copyfile(good_graph, args[2]),
     )
     out = tmp_path / "engines" / "rope.onnx"
-    args = argparse.Namespace(run=run, out=out, opset=18)
+    args = build_parser().parse_args(
+        ["export", "--run", str(run), "--out", str(out), "--opset", "18"]
+    )
 
     assert export_command(args) == 0
     sidecar = read_sidecar(out)
@@ -156,6 +158,25 @@ def test_export_command_reads_a_run_folder(
     assert "NonCommercial" in sidecar.trained_on
     assert "step 7" in sidecar.trained_on
     assert "max |diff|" in capsys.readouterr().out
+
+
+def test_a_non_square_tile_exports_and_runs(tmp_path: Path) -> None:
+    """A tile as tall as the rope band: N x 64 x 32 x 3 in, N x 1 x 64 x 32 out."""
+    model = tiny_model(0, **ALL_ON)
+    out = tmp_path / "tall.onnx"
+    sidecar = export_onnx(model, out, opset=17, tile=(64, TILE))
+    assert sidecar.tile_shape == (64, TILE) and sidecar.tile_height == 64
+    assert read_sidecar(out).tile_shape == (64, TILE)
+    tiles = fixed_tiles(3, (64, TILE), seed=4)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    ort_map, ort_score = session.run(["anomaly_map", "score"], {"tiles": tiles})
+    with torch.no_grad():
+        ref_map, ref_score = TileModel(model)(torch.from_numpy(tiles))
+    assert ort_map.shape == (3, 1, 64, TILE)
+    np.testing.assert_allclose(ort_map, ref_map.numpy(), atol=TOLERANCE)
+    np.testing.assert_allclose(ort_score, ref_score.numpy(), atol=TOLERANCE)
+    with pytest.raises(ConfigError, match="multiple of 8"):
+        export_onnx(model, tmp_path / "odd.onnx", opset=17, tile=(60, TILE))
 
 
 def test_opset_17_uses_the_torchscript_exporter(tmp_path: Path) -> None:

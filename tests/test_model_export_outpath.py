@@ -26,7 +26,9 @@ def test_out_naming_a_folder_is_refused_first(tmp_path: Path) -> None:
     folder = tmp_path / "exists_dir"
     folder.mkdir()
     (folder / "important.txt").write_text("keep me")
-    args = argparse.Namespace(run=tmp_path / "run", out=folder, opset=18)
+    args = argparse.Namespace(
+        run=tmp_path / "run", out=folder, opset=18, tile=None, tile_height=None
+    )
     with pytest.raises(ConfigError, match="is a folder") as caught:
         export_command(args)
     assert "model.onnx" in caught.value.hint
@@ -36,6 +38,12 @@ def test_out_naming_a_folder_is_refused_first(tmp_path: Path) -> None:
 @pytest.mark.usefixtures("no_loading")
 def test_out_under_a_file_is_refused_first(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
-    args = argparse.Namespace(run=tmp_path, out=tmp_path / "afile" / "m.onnx", opset=18)
+    args = argparse.Namespace(
+        run=tmp_path,
+        out=tmp_path / "afile" / "m.onnx",
+        opset=18,
+        tile=None,
+        tile_height=None,
+    )
     with pytest.raises(ConfigError, match="not a folder"):
         export_command(args)

@@ -26,7 +26,7 @@ from rope_inspect.engine.loader import load_engine
 from rope_inspect.service.daemon import Daemon, RunLimits
 from rope_inspect.service.injection import SpotEngine
 cfg = InspectConfig.model_validate(yaml.safe_load(open(sys.argv[1])))
-engine = SpotEngine(load_engine(cfg.engine, cfg.tiling.tile), every=1)
+engine = SpotEngine(load_engine(cfg.engine, cfg.tile_shape), every=1)
 Daemon(cfg, engine=engine).run(RunLimits(duration_s=120))
 """
 

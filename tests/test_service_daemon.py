@@ -72,7 +72,7 @@ def make_config(
 
 
 def spot_engine(cfg: InspectConfig, every: int = 3) -> SpotEngine:
-    return SpotEngine(load_engine(cfg.engine, cfg.tiling.tile), every=every)
+    return SpotEngine(load_engine(cfg.engine, cfg.tile_shape), every=every)
 
 
 def other_threads(before: set[threading.Thread]) -> list[str]:
@@ -160,7 +160,7 @@ class FrameEngine:
 
     def infer_frame(self, image, grid, out):
         self.frame_calls += 1
-        tiles = np.empty((grid.count, grid.tile, grid.tile, 3), np.uint8)
+        tiles = np.empty((grid.count, *grid.tile, 3), np.uint8)
         maps, scores = self.inner.infer(cut_tiles(image, grid, tiles))
         return stitch(maps, grid, out), scores
 
@@ -172,7 +172,7 @@ def test_an_engine_with_infer_frame_gets_one_frame_call_per_frame(
     tmp_path: Path, tiny_model: Path
 ) -> None:
     cfg = make_config(tmp_path, tiny_model)
-    engine = FrameEngine(load_engine(cfg.engine, cfg.tiling.tile))
+    engine = FrameEngine(load_engine(cfg.engine, cfg.tile_shape))
 
     summary = Daemon(cfg, engine=engine).run(RunLimits(max_frames=4))
 

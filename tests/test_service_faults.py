@@ -74,7 +74,7 @@ def test_malformed_frames_are_counted_and_skipped_with_an_alarm(
     cfg = make_config(tmp_path, tiny_model)
     bad = {2: "black", 3: "black", 6: "saturated"}
     source = MalformedFrames(open_source(cfg.source, cfg.line), bad)
-    engine = FaultyEngine(load_engine(cfg.engine, cfg.tiling.tile))
+    engine = FaultyEngine(load_engine(cfg.engine, cfg.tile_shape))
 
     summary = Daemon(cfg, source=source, engine=engine, lossless=True).run(
         RunLimits(max_frames=9)
@@ -96,7 +96,7 @@ def test_engine_nan_and_errors_leave_frames_uninspected_with_a_fault(
 ) -> None:
     cfg = make_config(tmp_path, tiny_model)
     engine = FaultyEngine(
-        load_engine(cfg.engine, cfg.tiling.tile), nan_calls={2, 3}, error_calls={6}
+        load_engine(cfg.engine, cfg.tile_shape), nan_calls={2, 3}, error_calls={6}
     )
 
     summary = Daemon(cfg, engine=engine, lossless=True).run(RunLimits(max_frames=9))
@@ -168,7 +168,7 @@ def test_hung_engine_stops_watchdog_pings_and_fails_healthz(
 ) -> None:
     sock, path = notify_socket
     cfg = make_config(tmp_path, tiny_model, metrics={"stuck_after_s": 0.6})
-    engine = HangingEngine(load_engine(cfg.engine, cfg.tiling.tile), hang_at=3)
+    engine = HangingEngine(load_engine(cfg.engine, cfg.tile_shape), hang_at=3)
     notifier = SystemdNotifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "200000"})
     daemon = Daemon(cfg, engine=engine, notifier=notifier)
     runner = threading.Thread(target=daemon.run, daemon=True)
@@ -266,7 +266,7 @@ def test_a_run_where_every_engine_call_failed_is_a_failure(
 ) -> None:
     cfg = make_config(tmp_path, tiny_model)
     engine = FaultyEngine(
-        load_engine(cfg.engine, cfg.tiling.tile), error_calls=range(10_000)
+        load_engine(cfg.engine, cfg.tile_shape), error_calls=range(10_000)
     )
     summary = Daemon(cfg, engine=engine).run(RunLimits(duration_s=1.0))
 

@@ -110,7 +110,7 @@ def test_stop_with_a_hung_engine_call_still_ends_within_the_stop_timeout(
     from rope_inspect.service.daemon import Daemon
 
     cfg = make_config(tmp_path, tiny_model, service={"stop_timeout_s": 3.0})
-    engine = HangingEngine(load_engine(cfg.engine, cfg.tiling.tile), hang_at=2)
+    engine = HangingEngine(load_engine(cfg.engine, cfg.tile_shape), hang_at=2)
     daemon = Daemon(cfg, engine=engine)
     runner = threading.Thread(target=daemon.run, daemon=True)
     try:

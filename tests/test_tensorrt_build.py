@@ -203,11 +203,13 @@ def fake_tensorrt(version: str, record: dict[str, Any]) -> Any:
     )
 
 
-def _request(tmp_path: Path, precision: str) -> tb.BuildRequest:
+def _request(
+    tmp_path: Path, precision: str, tile: tuple[int, int] = (TILE, TILE)
+) -> tb.BuildRequest:
     return tb.BuildRequest(
         onnx_path=write_tiny_engine(tmp_path),
         precision=precision,  # type: ignore[arg-type]
-        tile=TILE,
+        tile=tile,
         max_batch=24,
         opt_batch=12,
         workspace_mib=256,
@@ -219,16 +221,16 @@ def test_tensorrt10_fp16_uses_builder_flag_and_pins_layers(tmp_path: Path) -> No
     record: dict[str, Any] = {}
     trt = fake_tensorrt("10.3.0", record)
     stream = io.StringIO()
-    result = tb.build_plan(trt, _request(tmp_path, "fp16"), BuildProgress(stream))
+    request = _request(tmp_path, "fp16", tile=(2 * TILE, TILE))  # a tall tile
+    result = tb.build_plan(trt, request, BuildProgress(stream))
 
     assert result.plan == b"PLAN" and result.path.mode == "fp16-builder-flag"
     assert record["flags"] == {"FP16", "PREFER_PRECISION_CONSTRAINTS"}
     assert result.fp32_layers == ["norm1 [NORMALIZATION]", "softmax [SOFTMAX]"]
     pinned = [layer for layer in record["layers"] if layer.precision == "float32"]
     assert [layer.name for layer in pinned] == ["norm1", "softmax"]
-    assert record["profile"]["tiles"] == (
-        (1, TILE, TILE, 3), (12, TILE, TILE, 3), (24, TILE, TILE, 3)
-    )  # fmt: skip
+    shape = (2 * TILE, TILE, 3)
+    assert record["profile"]["tiles"] == ((1, *shape), (12, *shape), (24, *shape))
     assert record["workspace"] == 256 << 20
     assert (tmp_path / "gpu.timing.cache").read_bytes() == b"+timed"
     assert "Building engine" in stream.getvalue()

@@ -61,7 +61,9 @@ def test_truncated_and_foreign_checkpoints(tmp_path: Path) -> None:
 
 def test_export_of_a_corrupt_checkpoint_is_a_clean_error(tmp_path: Path) -> None:
     bad = _random_bytes(tmp_path / "bad.pt")
-    args = argparse.Namespace(run=bad, out=tmp_path / "m.onnx", opset=18)
+    args = argparse.Namespace(
+        run=bad, out=tmp_path / "m.onnx", opset=18, tile=None, tile_height=None
+    )
     with pytest.raises(RopeInspectError) as caught:
         export_command(args)
     assert caught.value.hint

@@ -15,14 +15,16 @@ import numpy as np
 
 from rope_inspect.engine.sidecar import Sidecar
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.tile_shape import TileShape
 
 
 @runtime_checkable
 class Engine(Protocol):
     """An inference engine for the anomaly model.
 
-    `infer(tiles)` takes uint8 N x T x T x 3 (C-contiguous, in the channel order of
-    the sidecar) and returns `(maps, scores)`: float32 N x 1 x T x T in [0, 1] and
+    `infer(tiles)` takes uint8 N x h x w x 3 (C-contiguous, in the channel order of
+    the sidecar; h x w is `sidecar.tile_shape`, square or not) and returns `(maps,
+    scores)`: float32 N x 1 x h x w in [0, 1] and
     float32 N. The returned arrays may be views into buffers the engine reuses: they
     are valid until the next `infer` call on the same engine.
     """
@@ -35,12 +37,14 @@ class Engine(Protocol):
     def close(self) -> None: ...
 
 
-def check_tiles(tiles: np.ndarray, tile: int) -> None:
-    """Refuse a tile batch the engine cannot take as it lies (no copy is made)."""
+def check_tiles(tiles: np.ndarray, tile: TileShape) -> None:
+    """Refuse a tile batch the engine cannot take as it lies (no copy is made);
+    `tile` is the engine's (height, width)."""
     shape = tiles.shape
-    if tiles.dtype != np.uint8 or len(shape) != 4 or shape[1:] != (tile, tile, 3):
+    height, width = tile
+    if tiles.dtype != np.uint8 or len(shape) != 4 or shape[1:] != (height, width, 3):
         raise EngineError(
-            f"engine takes uint8 N x {tile} x {tile} x 3 tiles, got {tiles.dtype} "
+            f"engine takes uint8 N x {height} x {width} x 3 tiles, got {tiles.dtype} "
             f"{shape}",
             "cut tiles with rope_inspect.vision.tiling.cut_tiles into a uint8 buffer",
         )

@@ -118,7 +118,7 @@ def _run_parity(
     args: argparse.Namespace, source: Sidecar, candidate: parity.InferFn, batch: int
 ) -> parity.ParityReport:
     pixel, image, origin = _thresholds(args)
-    tiles, where = parity.fixed_tiles(source.tile, data_root=args.parity_data)
+    tiles, where = parity.fixed_tiles(source.tile_shape, data_root=args.parity_data)
     _say(f"parity on {len(tiles)} {where} tiles, thresholds from {origin}")
     report = parity.check_parity(
         parity.onnxruntime_infer(Path(args.model)),
@@ -208,7 +208,7 @@ def build_tensorrt(args: argparse.Namespace, source: Sidecar, opt: int) -> Path:
     request = BuildRequest(
         onnx_path=model,
         precision=args.precision,
-        tile=source.tile,
+        tile=source.tile_shape,
         max_batch=args.max_batch,
         opt_batch=opt,
         workspace_mib=args.workspace,

@@ -160,7 +160,7 @@ def calibrate(args: argparse.Namespace, cfg: InspectConfig) -> Calibration:
     good = list_images(Path(args.good))
     if not good:
         raise DataError(f"no images in {args.good}", "pass a folder of good images")
-    engine = load_engine(cfg.engine, cfg.tiling.tile)
+    engine = load_engine(cfg.engine, cfg.tile_shape)
     try:
         inspector = FrameInspector(cfg, engine)
         results = list(inspector.run(good, "good"))

@@ -83,8 +83,8 @@ class FrameInspector:
         self.cfg = cfg
         self.engine = engine
         self.axis = cfg.line.rope_axis
-        tile = cfg.tiling.tile
-        self._tiles = np.empty((0, tile, tile, 3), np.uint8)
+        self.tile = cfg.tile_shape
+        self._tiles = np.empty((0, *self.tile, 3), np.uint8)
         no_blobs = Calibration(
             line=cfg.line.name, pixel_threshold=1.0, image_threshold=1.0, mm_per_px=1.0
         )
@@ -110,7 +110,7 @@ class FrameInspector:
         )
         envelope = rope_envelope(rope.mask, mask_cfg.envelope_margin_px, self.axis)
         grid = tile_grid(
-            envelope, tiling.tile, tiling.overlap, tiling.min_rope_fraction, self.axis
+            envelope, self.tile, tiling.overlap, tiling.min_rope_fraction, self.axis
         )
         score = 0.0
         if grid.count:

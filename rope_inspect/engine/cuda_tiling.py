@@ -21,34 +21,36 @@ from typing import Any
 import numpy as np
 
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.tile_shape import TileShape, describe
 
 BLOCK = 16
 
 KERNELS = r"""
 __global__ void cut_tiles(const unsigned char* band, int band_w,
-                          const int* origins, int tile, unsigned char* out)
+                          const int* origins, int tile_h, int tile_w,
+                          unsigned char* out)
 {
     const int k = blockIdx.z;
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= tile || y >= tile) return;
+    if (x >= tile_w || y >= tile_h) return;
     const size_t src = ((size_t)(origins[2 * k] + y) * band_w
                         + (size_t)(origins[2 * k + 1] + x)) * 3;
-    const size_t dst = (((size_t)k * tile + y) * tile + x) * 3;
+    const size_t dst = (((size_t)k * tile_h + y) * tile_w + x) * 3;
     out[dst] = band[src];
     out[dst + 1] = band[src + 1];
     out[dst + 2] = band[src + 2];
 }
 
-__global__ void add_tile_maps(const float* maps, const int* origins, int tile,
-                              int band_w, float* band_map)
+__global__ void add_tile_maps(const float* maps, const int* origins, int tile_h,
+                              int tile_w, int band_w, float* band_map)
 {
     const int k = blockIdx.z;
     const int x = blockIdx.x * blockDim.x + threadIdx.x;
     const int y = blockIdx.y * blockDim.y + threadIdx.y;
-    if (x >= tile || y >= tile) return;
+    if (x >= tile_w || y >= tile_h) return;
     const size_t at = (size_t)(origins[2 * k] + y) * band_w + origins[2 * k + 1] + x;
-    atomicAdd(band_map + at, maps[((size_t)k * tile + y) * tile + x]);
+    atomicAdd(band_map + at, maps[((size_t)k * tile_h + y) * tile_w + x]);
 }
 
 __global__ void weigh(float* band_map, const float* inv_weight, int count)
@@ -109,17 +111,20 @@ class DeviceGrid:
         self.d_inv_weight.free()
 
 
-def tile_launch(tile: int, count: int) -> dict[str, tuple[int, int, int]]:
-    """Block and grid of a per-tile-pixel kernel over `count` tiles."""
-    side = (tile + BLOCK - 1) // BLOCK
-    return {"block": (BLOCK, BLOCK, 1), "grid": (side, side, count)}
+def tile_launch(tile: TileShape, count: int) -> dict[str, tuple[int, int, int]]:
+    """Block and grid of a per-tile-pixel kernel over `count` (height, width) tiles."""
+    rows = (tile[0] + BLOCK - 1) // BLOCK
+    columns = (tile[1] + BLOCK - 1) // BLOCK
+    return {"block": (BLOCK, BLOCK, 1), "grid": (columns, rows, count)}
 
 
-def check_grid(grid: Any, image: np.ndarray, tile: int) -> None:
-    if grid.tile != tile:
+def check_grid(grid: Any, image: np.ndarray, tile: TileShape) -> None:
+    if tuple(grid.tile) != tuple(tile):
         raise EngineError(
-            f"tile grid of {grid.tile} px, engine built for {tile} px tiles",
-            f"set tiling.tile: {tile} or rebuild the engine for {grid.tile} px",
+            f"tile grid of {describe(grid.tile)}, engine built for {describe(tile)} "
+            "tiles",
+            "set tiling.tile (and tiling.tile_across) to the engine's tile shape, or "
+            f"rebuild the engine for {describe(grid.tile)}",
         )
     if image.shape[:2] != grid.shape or image.dtype != np.uint8 or image.ndim != 3:
         raise EngineError(

@@ -2,9 +2,9 @@
 
 Backends are plugins: each is a module with `open_engine(engine_cfg, sidecar) -> Engine`
 and, when its sidecar is not simply the one beside `engine_cfg.model`, a
-`read_engine_sidecar(engine_cfg, tile) -> (checked_file, Sidecar)`. A module is imported
-only when its backend is asked for, so `onnxruntime` users never import torch or
-TensorRT; a backend whose package is missing says which extra to install.
+`read_engine_sidecar(engine_cfg, tile_shape) -> (checked_file, Sidecar)`. A module is
+imported only when its backend is asked for, so `onnxruntime` users never import torch
+or TensorRT; a backend whose package is missing says which extra to install.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from rope_inspect.config import EngineConfig
 from rope_inspect.engine.base import Engine
 from rope_inspect.engine.sidecar import Sidecar, check_sidecar, read_sidecar
 from rope_inspect.errors import EngineError, MissingExtra
+from rope_inspect.vision.tile_shape import TileShape
 
 # backend name (EngineConfig.backend) -> module implementing it
 BACKENDS: dict[str, str] = {
@@ -51,7 +52,9 @@ def _backend_module(backend: str) -> ModuleType:
         raise
 
 
-def _default_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Sidecar]:
+def _default_sidecar(
+    engine_cfg: EngineConfig, tile: int | TileShape
+) -> tuple[Path, Sidecar]:
     path = Path(engine_cfg.model)
     if path.is_dir():
         raise EngineError(
@@ -70,9 +73,10 @@ def _default_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Sidecar
 
 
 def load_engine(
-    engine_cfg: EngineConfig, tile: int, channel_order: str = "RGB"
+    engine_cfg: EngineConfig, tile: int | TileShape, channel_order: str = "RGB"
 ) -> Engine:
-    """Open the configured engine for `tile` px tiles; refuse a mismatched sidecar.
+    """Open the configured engine for tiles of `tile` = (height, width) px (an int:
+    square); refuse a mismatched sidecar.
 
     Raises `EngineMismatch` (with what to rebuild) when the sidecar's tile size, channel
     order or file hash does not match, `MissingExtra` when the backend's package is not

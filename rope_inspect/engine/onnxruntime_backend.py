@@ -84,7 +84,7 @@ class OnnxRuntimeEngine:
                 "onnxruntime is not installed", "pip install onnxruntime"
             ) from exc
         self.sidecar = sidecar
-        self.tile = sidecar.tile
+        self.tile = sidecar.tile_shape
         self.max_batch = engine_cfg.max_batch
         providers = _providers(ort, engine_cfg.device)
         try:
@@ -104,7 +104,7 @@ class OnnxRuntimeEngine:
         self.providers: list[str] = self._session.get_providers()
         self.name = "onnxruntime-" + self.providers[0].removesuffix("ExecutionProvider")
         self._binding = self._session.io_binding()
-        self._maps = np.empty((0, 1, self.tile, self.tile), np.float32)
+        self._maps = np.empty((0, 1, *self.tile), np.float32)
         self._scores = np.empty((0,), np.float32)
         log.info(
             "engine_loaded",
@@ -119,7 +119,7 @@ class OnnxRuntimeEngine:
     def _ensure_outputs(self, count: int) -> None:
         """Grow the output buffers when a frame brings more tiles than ever before."""
         if count > self._scores.shape[0]:
-            self._maps = np.empty((count, 1, self.tile, self.tile), np.float32)
+            self._maps = np.empty((count, 1, *self.tile), np.float32)
             self._scores = np.empty((count,), np.float32)
 
     def _run(self, tiles: np.ndarray, maps: np.ndarray, scores: np.ndarray) -> None:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
 # (tiles uint8 N x T x T x 3) -> (maps float32 N x 1 x T x T, scores float32 N)
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -95,12 +96,13 @@ def _rope_row(image: np.ndarray) -> int:
     return int(np.argmax(smoothed))
 
 
-def _cut(image: np.ndarray, cy: int, cx: int, tile: int) -> np.ndarray:
-    """A tile x tile crop centred at (cy, cx), zero padded where it leaves the image."""
-    out = np.zeros((tile, tile, 3), np.uint8)
-    y0, x0 = cy - tile // 2, cx - tile // 2
-    ys = slice(max(y0, 0), min(y0 + tile, image.shape[0]))
-    xs = slice(max(x0, 0), min(x0 + tile, image.shape[1]))
+def _cut(image: np.ndarray, cy: int, cx: int, tile: TileShape) -> np.ndarray:
+    """A (height, width) crop centred at (cy, cx), zero padded outside the image."""
+    height, width = tile
+    out = np.zeros((height, width, 3), np.uint8)
+    y0, x0 = cy - height // 2, cx - width // 2
+    ys = slice(max(y0, 0), min(y0 + height, image.shape[0]))
+    xs = slice(max(x0, 0), min(x0 + width, image.shape[1]))
     out[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0] = image[ys, xs]
     return out
 
@@ -113,7 +115,7 @@ def _defect_centre(mask_path: Path) -> tuple[int, int] | None:
     return int(ys.mean()), int(xs.mean())
 
 
-def real_rope_tiles(root: Path, tile: int, count: int) -> np.ndarray:
+def real_rope_tiles(root: Path, tile: TileShape, count: int) -> np.ndarray:
     """Tiles along the rope of good images, plus tiles centred on real defects."""
     tiles: list[np.ndarray] = []
     for mask_path in sorted((root / "ground_truth").glob("*/*_mask.png"))[: count // 3]:
@@ -126,34 +128,40 @@ def real_rope_tiles(root: Path, tile: int, count: int) -> np.ndarray:
     index = 0
     while len(tiles) < count and good:
         image = read_rgb(good[index % len(good)])
-        cx = tile // 2 + (index * 97) % max(image.shape[1] - tile, 1)
+        cx = tile[1] // 2 + (index * 97) % max(image.shape[1] - tile[1], 1)
         tiles.append(_cut(image, _rope_row(image), cx, tile))
         index += 1
     return np.stack(tiles[:count])
 
 
-def synthetic_rope_tiles(tile: int, count: int, seed: int = 7) -> np.ndarray:
+def synthetic_rope_tiles(tile: TileShape, count: int, seed: int = 7) -> np.ndarray:
     """A three-strand lay texture with noise; every third tile carries a bright blob."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:tile, 0:tile].astype(np.float32)
-    tiles = np.empty((count, tile, tile, 3), np.uint8)
+    height, width = tile
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    tiles = np.empty((count, height, width, 3), np.uint8)
     for i in range(count):
         phase = rng.uniform(0, 2 * np.pi)
         lay = 0.5 + 0.5 * np.sin((xx + yy) * (2 * np.pi / 24.0) + phase)
         base = 70 + 110 * lay[..., None] * np.array([1.0, 0.95, 0.85], np.float32)
         base += rng.normal(0, 8, size=base.shape)
         if i % 3 == 0:
-            cy, cx = rng.integers(tile // 4, 3 * tile // 4, size=2)
-            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (tile / 16) ** 2))
+            cy = rng.integers(height // 4, 3 * height // 4)
+            cx = rng.integers(width // 4, 3 * width // 4)
+            sigma = min(tile) / 16
+            blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
             base += 120 * blob[..., None]
         tiles[i] = np.clip(base, 0, 255).astype(np.uint8)
     return tiles
 
 
 def fixed_tiles(
-    tile: int, count: int = DEFAULT_TILE_COUNT, data_root: Path | None = None
+    tile: int | TileShape,
+    count: int = DEFAULT_TILE_COUNT,
+    data_root: Path | None = None,
 ) -> tuple[np.ndarray, str]:
     """The parity tiles and where they came from ("real rope" or "synthetic")."""
+    tile = tile_hw(tile)
     root = data_root if data_root is not None else default_data_root()
     if root is not None and (root / "validation" / "good").is_dir():
         return real_rope_tiles(root, tile, count), "real rope"

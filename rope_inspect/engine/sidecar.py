@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rope_inspect.errors import EngineMismatch
+from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
 SIDECAR_SUFFIX = ".json"
 
@@ -27,7 +28,10 @@ class Sidecar(BaseModel):
     engine_sha256: str = Field(description="hash of the engine file itself")
     model_sha256: str = Field(description="hash of the checkpoint weights it came from")
     architecture: dict[str, Any] = Field(description="model switches, width, depth")
-    tile: int = Field(gt=0)
+    tile: int = Field(gt=0, description="tile width in pixels (and height if square)")
+    tile_height: int | None = Field(
+        default=None, gt=0, description="tile height in pixels when not square"
+    )
     channel_order: Literal["RGB", "BGR"] = "RGB"
     input_layout: Literal["NHWC"] = "NHWC"
     input_dtype: Literal["uint8"] = "uint8"
@@ -44,6 +48,17 @@ class Sidecar(BaseModel):
     gpu_name: str | None = None
     compute_capability: str | None = None
     built_at: str | None = None
+
+    @property
+    def tile_shape(self) -> TileShape:
+        """(height, width) of the input tiles the engine takes."""
+        return (self.tile_height or self.tile, self.tile)
+
+
+def shape_fields(tile: int | TileShape) -> dict[str, int | None]:
+    """The sidecar's `tile` / `tile_height` fields for a tile shape."""
+    height, width = tile_hw(tile)
+    return {"tile": width, "tile_height": None if height == width else height}
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -97,19 +112,36 @@ def read_sidecar(engine_path: Path) -> Sidecar:
         raise EngineMismatch(f"sidecar {path} cannot be read: {exc}", rebuild) from exc
 
 
+def _tile_settings(shape: TileShape) -> str:
+    height, width = shape
+    if height == width:
+        return f"tiling.tile: {width}"
+    return f"tiling.tile / tiling.tile_across for {height} x {width} px tiles"
+
+
 def check_sidecar(
-    engine_path: Path, sidecar: Sidecar, *, tile: int, channel_order: str = "RGB"
+    engine_path: Path,
+    sidecar: Sidecar,
+    *,
+    tile: int | TileShape,
+    channel_order: str = "RGB",
 ) -> None:
-    """Refuse an engine whose file or sidecar does not match what the config expects."""
-    rebuild = (
-        f"re-export with tile {tile}: rope-inspect export --run <run folder> --out "
-        f"{engine_path}, or set tiling.tile: {sidecar.tile} in the config"
-    )
-    if sidecar.tile != tile:
+    """Refuse an engine whose file or sidecar does not match what the config expects.
+
+    `tile` is the (height, width) of the tiles the pipeline will pass (an int: square).
+    """
+    wanted = tile_hw(tile)
+    if sidecar.tile_shape != wanted:
+        height, width = wanted
+        flag = f"--tile {width}"
+        if height != width:
+            flag += f" --tile-height {height}"
         raise EngineMismatch(
-            f"engine {engine_path} was built for {sidecar.tile}px tiles, "
-            f"config asks {tile}px",
-            rebuild,
+            f"engine {engine_path} was built for {describe(sidecar.tile_shape)} tiles, "
+            f"config asks {describe(wanted)}",
+            f"re-export with {flag}: rope-inspect export --run <run folder> --out "
+            f"{engine_path} {flag}, or set {_tile_settings(sidecar.tile_shape)} in the "
+            "config",
         )
     if sidecar.channel_order != channel_order:
         raise EngineMismatch(

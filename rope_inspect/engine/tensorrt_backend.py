@@ -115,7 +115,7 @@ class TensorRTEngine:
         plan_path = Path(engine_cfg.model)
         check_plan_compatible(plan_path, sidecar, trt.__version__, gpu_info())
         self.sidecar = sidecar
-        self.tile = sidecar.tile
+        self.tile = sidecar.tile_shape
         self.name = f"tensorrt-{sidecar.precision}"
         self._device = self._cuda.Device(0)
         self._primary = self._device.retain_primary_context()

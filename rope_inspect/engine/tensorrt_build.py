@@ -60,7 +60,7 @@ class PrecisionPath:
 class BuildRequest:
     onnx_path: Path
     precision: Literal["fp16", "fp32"]
-    tile: int
+    tile: tuple[int, int]  # (height, width) of the input tiles
     max_batch: int
     opt_batch: int
     workspace_mib: int
@@ -249,7 +249,7 @@ def _configure(trt: Any, builder: Any, req: BuildRequest, path: PrecisionPath) -
     tf32 = getattr(trt.BuilderFlag, "TF32", None)
     if path.mode == "fp32" and tf32 is not None:
         config.clear_flag(tf32)
-    shape = (req.tile, req.tile, 3)
+    shape = (*req.tile, 3)
     profile = builder.create_optimization_profile()
     profile.set_shape(
         INPUT_NAME, (1, *shape), (req.opt_batch, *shape), (req.max_batch, *shape)

@@ -22,6 +22,7 @@ from rope_inspect.engine.cuda_tiling import (
     tile_launch,
 )
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.tile_shape import TileShape
 
 
 def _free_pinned(array: np.ndarray) -> None:
@@ -34,10 +35,11 @@ class Worker:
     """Execution context, stream and buffers of one thread."""
 
     def __init__(
-        self, cuda: Any, device: Any, engine: Any, tile: int, max_batch: int
+        self, cuda: Any, device: Any, engine: Any, tile: TileShape, max_batch: int
     ) -> None:
         self._cuda = cuda
         self.tile = tile
+        pixels = tile[0] * tile[1]
         self.ctx = device.retain_primary_context()
         self._pinned: dict[str, np.ndarray] = {}
         self._device: dict[str, tuple[Any, int]] = {}  # name -> (allocation, bytes)
@@ -51,8 +53,8 @@ class Worker:
                     "TensorRT could not create an execution context (GPU memory?)",
                     "lower engine.max_batch or stop other GPU processes",
                 )
-            self.d_tiles = self._device_buffer("tiles", max_batch * tile * tile * 3)
-            self.d_maps = self._device_buffer("maps", max_batch * tile * tile * 4)
+            self.d_tiles = self._device_buffer("tiles", max_batch * pixels * 3)
+            self.d_maps = self._device_buffer("maps", max_batch * pixels * 4)
             self.d_scores = self._device_buffer("scores", max_batch * 4)
             for name, buf in (
                 ("tiles", self.d_tiles),
@@ -91,10 +93,10 @@ class Worker:
 
     def outputs(self, count: int) -> tuple[np.ndarray, np.ndarray]:
         """Pinned host views for `count` tile maps and scores."""
-        side = self.tile
-        maps = self._pinned_buffer("maps", count * side * side, np.float32)
+        height, width = self.tile
+        maps = self._pinned_buffer("maps", count * height * width, np.float32)
         scores = self._pinned_buffer("scores", count, np.float32)
-        return maps.reshape(count, 1, side, side), scores
+        return maps.reshape(count, 1, height, width), scores
 
     def stage_tiles(self, tiles: np.ndarray) -> np.ndarray:
         """Copy host tiles once into pinned memory (for asynchronous upload)."""
@@ -107,14 +109,14 @@ class Worker:
 
     def execute(self, count: int) -> None:
         """Run one batch already in `d_tiles`; shapes set before, checked after."""
-        side = self.tile
-        if not self.context.set_input_shape("tiles", (count, side, side, 3)):
+        height, width = self.tile
+        if not self.context.set_input_shape("tiles", (count, height, width, 3)):
             raise EngineError(
                 f"TensorRT refused a batch of {count} tiles",
                 "the batch is outside the plan's profile: lower engine.max_batch",
             )
         shape = tuple(self.context.get_tensor_shape("anomaly_map"))
-        if shape != (count, 1, side, side):
+        if shape != (count, 1, height, width):
             raise EngineError(
                 f"TensorRT gives anomaly maps of shape {shape} for {count} tiles",
                 "rebuild the plan from an ONNX file made by rope-inspect export",
@@ -152,17 +154,34 @@ class Worker:
         cut, add, weigh = self._kernels
         dg = self._device_grid(grid)
         d_band, d_map = self._upload_band(image, dg)
-        side, width = np.int32(self.tile), np.int32(dg.width)
+        tile_h, tile_w = (np.int32(side) for side in self.tile)
+        width = np.int32(dg.width)
         scores = self._pinned_buffer("scores", grid.count, np.float32)
         for part in batch_slices(grid.count, max_batch):
             count = part.stop - part.start
             origins = np.intp(int(dg.d_origins) + part.start * 8)
             launch = tile_launch(self.tile, count)
             cut(
-                d_band, width, origins, side, self.d_tiles, stream=self.stream, **launch
+                d_band,
+                width,
+                origins,
+                tile_h,
+                tile_w,
+                self.d_tiles,
+                stream=self.stream,
+                **launch,
             )
             self.execute(count)
-            add(self.d_maps, origins, side, width, d_map, stream=self.stream, **launch)
+            add(
+                self.d_maps,
+                origins,
+                tile_h,
+                tile_w,
+                width,
+                d_map,
+                stream=self.stream,
+                **launch,
+            )
             self._cuda.memcpy_dtoh_async(scores[part], self.d_scores, self.stream)
         pixels = dg.height * dg.width
         weigh(

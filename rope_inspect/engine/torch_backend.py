@@ -20,6 +20,7 @@ from rope_inspect.engine.sidecar import (
     Sidecar,
     file_sha256,
     read_sidecar,
+    shape_fields,
     sidecar_path,
 )
 from rope_inspect.errors import EngineError, EngineMismatch
@@ -28,6 +29,7 @@ from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
 from rope_inspect.model.export import TileModel
 from rope_inspect.training.checkpoint import read_checkpoint
+from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
 log = get_logger(__name__)
 
@@ -38,9 +40,12 @@ def checkpoint_path(model_path: Path) -> Path:
     return model_path if model_path.suffix == ".pt" else model_path.with_suffix(".pt")
 
 
-def read_engine_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Sidecar]:
+def read_engine_sidecar(
+    engine_cfg: EngineConfig, tile: int | TileShape
+) -> tuple[Path, Sidecar]:
     """The ONNX sidecar when there is one (checked against the checkpoint's hash);
-    otherwise a sidecar made from the checkpoint itself."""
+    otherwise a sidecar made from the checkpoint itself, for the asked tile shape
+    (the network is fully convolutional: it takes any multiple of its stride)."""
     checkpoint = checkpoint_path(engine_cfg.model)
     if not checkpoint.is_file():
         raise EngineError(
@@ -59,14 +64,20 @@ def read_engine_sidecar(engine_cfg: EngineConfig, tile: int) -> tuple[Path, Side
         return onnx_path, sidecar
 
     payload = read_checkpoint(checkpoint)
-    data = (payload.get("train_config") or {}).get("data") or {}
+    multiple = ModelConfig.model_validate(payload["model_config"]).multiple
+    if any(side % multiple for side in tile_hw(tile)):
+        raise EngineMismatch(
+            f"checkpoint {checkpoint} takes tiles whose sides are multiples of "
+            f"{multiple} px; the config asks {describe(tile)}",
+            f"set tiling.tile (and tiling.tile_across) to multiples of {multiple}",
+        )
     digest = file_sha256(checkpoint)
     sidecar = Sidecar(
         format="torch",
         engine_sha256=digest,
         model_sha256=digest,
         architecture=dict(payload["model_config"]),
-        tile=int(data.get("tile") or tile),
+        **shape_fields(tile),
     )
     return checkpoint, sidecar
 
@@ -96,10 +107,10 @@ class TorchEngine:
             torch.set_num_threads(engine_cfg.threads)
         self.model = TileModel(model).eval().to(self.device)
         self.sidecar = sidecar
-        self.tile = sidecar.tile
+        self.tile = sidecar.tile_shape
         self.max_batch = engine_cfg.max_batch
         self.name = f"torch-{self.device.type}"
-        self._maps = np.empty((0, 1, self.tile, self.tile), np.float32)
+        self._maps = np.empty((0, 1, *self.tile), np.float32)
         self._scores = np.empty((0,), np.float32)
         log.info(
             "engine_loaded",
@@ -114,7 +125,7 @@ class TorchEngine:
         check_tiles(tiles, self.tile)
         count = tiles.shape[0]
         if count > self._scores.shape[0]:
-            self._maps = np.empty((count, 1, self.tile, self.tile), np.float32)
+            self._maps = np.empty((count, 1, *self.tile), np.float32)
             self._scores = np.empty((count,), np.float32)
         maps, scores = self._maps[:count], self._scores[:count]
         with torch.inference_mode():

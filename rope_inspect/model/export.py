@@ -1,10 +1,11 @@
 """Export the detection model to an ONNX engine file with its sidecar.
 
-The engine takes uint8 tiles N x T x T x 3 (RGB, as they lie in the frame) and returns
-the anomaly map N x 1 x T x T and a score per tile: cast, scaling and layout live inside
-the graph, and the batch axis `n` is dynamic. Before the file is accepted, ONNX Runtime
-and torch run the same fixed tiles (batch 1 and batch 3) and must agree within the
-stated tolerance; otherwise nothing is left behind as the engine.
+The engine takes uint8 tiles N x h x w x 3 (RGB, as they lie in the frame; square or
+not, fixed at export) and returns the anomaly map N x 1 x h x w and a score per tile:
+cast, scaling and layout live inside the graph, and the batch axis `n` is dynamic.
+Before the file is accepted, ONNX Runtime and torch run the same fixed tiles (batch 1
+and batch 3) and must agree within the stated tolerance; otherwise nothing is left
+behind as the engine.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from rope_inspect.engine.sidecar import Sidecar, file_sha256, write_sidecar
+from rope_inspect.engine.sidecar import (
+    Sidecar,
+    file_sha256,
+    shape_fields,
+    write_sidecar,
+)
 from rope_inspect.errors import ConfigError, EngineError
 from rope_inspect.log import get_logger
 from rope_inspect.model.config import ModelConfig
@@ -39,6 +45,7 @@ from rope_inspect.model.export_source import (
     state_dict_sha256,
 )
 from rope_inspect.storage.output_paths import check_output_file
+from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
 log = get_logger(__name__)
 
@@ -134,22 +141,26 @@ def _versions(opset: int) -> dict[str, str]:
     }
 
 
-def _check_request(cfg: ModelConfig, tile: int, opset: int) -> None:
+def _check_request(cfg: ModelConfig, tile: TileShape, opset: int) -> None:
     if opset < MIN_OPSET:
         raise ConfigError(
             f"opset {opset} is too old: LayerNormalization needs opset >= {MIN_OPSET}",
             "use --opset 18 (the default)",
         )
-    if tile % cfg.multiple:
+    if tile[0] % cfg.multiple or tile[1] % cfg.multiple:
         raise ConfigError(
-            f"tile {tile} is not a multiple of {cfg.multiple} "
+            f"tile {describe(tile)} is not a multiple of {cfg.multiple} "
             f"(model depth {cfg.depth})",
-            f"export with a tile that is a multiple of {cfg.multiple}",
+            f"export with tile sides that are multiples of {cfg.multiple}",
         )
 
 
 def _write_checked(
-    tile_model: TileModel, out_path: Path, tile: int, opset: int, tolerance: float
+    tile_model: TileModel,
+    out_path: Path,
+    tile: TileShape,
+    opset: int,
+    tolerance: float,
 ) -> ParityResult:
     """Export to a partial file, check opset and parity, then move it into place."""
     partial = out_path.with_name(out_path.name + ".partial")
@@ -177,7 +188,11 @@ def _write_checked(
 
 
 def _sidecar(
-    source: ExportSource, out_path: Path, tile: int, opset: int, parity: ParityResult
+    source: ExportSource,
+    out_path: Path,
+    tile: TileShape,
+    opset: int,
+    parity: ParityResult,
 ) -> Sidecar:
     return Sidecar.model_validate(
         {
@@ -185,7 +200,7 @@ def _sidecar(
             "engine_sha256": file_sha256(out_path),
             "model_sha256": source.model_sha256,
             "architecture": source.model.cfg.switches(),
-            "tile": tile,
+            **shape_fields(tile),
             "channel_order": "RGB",
             "precision": "fp32",
             "opset": opset,
@@ -207,13 +222,14 @@ def export_onnx(
     checkpoint: Path | str | DraemModel,
     out_path: Path | str,
     opset: int = 18,
-    tile: int | None = None,
+    tile: int | TileShape | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
 ) -> Sidecar:
     """Write `out_path` (ONNX) and its sidecar, after ONNX Runtime matches torch.
 
-    `checkpoint` is a run folder, a `.pt` file or a `DraemModel`. The tile defaults to
-    the training tile of the checkpoint (else 128). Raises EngineError, leaving no file
+    `checkpoint` is a run folder, a `.pt` file or a `DraemModel`. `tile` is a square
+    side or (height, width); it defaults to the training tile of the checkpoint (else
+    128). Raises EngineError, leaving no file
     at `out_path`, when the exported graph and torch disagree beyond `tolerance`, and
     ConfigError, before any work, when `out_path` cannot be written.
     """
@@ -223,14 +239,14 @@ def export_onnx(
         if isinstance(checkpoint, DraemModel)
         else load_export_source(Path(checkpoint))
     )
-    tile = tile or source.tile or DEFAULT_TILE
-    _check_request(source.model.cfg, tile, opset)
+    shape = tile_hw(tile or source.tile or DEFAULT_TILE)
+    _check_request(source.model.cfg, shape, opset)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    log.info("export_started", origin=source.origin, out=str(out_path), tile=tile)
+    log.info("export_started", origin=source.origin, out=str(out_path), tile=shape)
 
     tile_model = TileModel(source.model)
-    parity = _write_checked(tile_model, out_path, tile, opset, tolerance)
-    sidecar = _sidecar(source, out_path, tile, opset, parity)
+    parity = _write_checked(tile_model, out_path, shape, opset, tolerance)
+    sidecar = _sidecar(source, out_path, shape, opset, parity)
     write_sidecar(out_path, sidecar)
 
     log.info(

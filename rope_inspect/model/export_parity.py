@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
 INPUT_NAME = "tiles"
 OUTPUT_NAMES = ("anomaly_map", "score")
@@ -38,18 +39,20 @@ class ParityResult:
         return bool(np.isfinite(worst)) and worst <= self.tolerance
 
 
-def fixed_tiles(count: int, tile: int, seed: int = 0) -> np.ndarray:
-    """Deterministic rope-like uint8 tiles: diagonal strands, noise, one bright spot."""
+def fixed_tiles(count: int, tile: int | TileShape, seed: int = 0) -> np.ndarray:
+    """Deterministic rope-like uint8 tiles: diagonal strands, noise, one bright spot;
+    `tile` is a square side or (height, width)."""
     rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:tile, 0:tile].astype(np.float32)
-    tiles = np.empty((count, tile, tile, 3), np.uint8)
+    height, width = tile_hw(tile)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    tiles = np.empty((count, height, width, 3), np.uint8)
     for index in range(count):
         period = rng.uniform(12.0, 40.0)
         strands = 0.5 + 0.4 * np.sin((xx + yy * rng.uniform(0.3, 1.5)) / period * 6.28)
         image = strands[..., None] * rng.uniform(0.4, 1.0, size=3)
         image = image + rng.normal(0.0, 0.06, size=image.shape)
-        cy, cx = rng.integers(tile // 4, 3 * tile // 4, size=2)
-        spot = (yy - cy) ** 2 + (xx - cx) ** 2 < (tile / 12.0) ** 2
+        cy, cx = rng.integers(min(height, width) // 4, 3 * min(height, width) // 4, 2)
+        spot = (yy - cy) ** 2 + (xx - cx) ** 2 < (min(height, width) / 12.0) ** 2
         image[spot] = rng.uniform(0.8, 1.0, size=3)
         tiles[index] = np.clip(image * 255.0, 0, 255).astype(np.uint8)
     return tiles
@@ -58,7 +61,7 @@ def fixed_tiles(count: int, tile: int, seed: int = 0) -> np.ndarray:
 def check_parity(
     tile_model: nn.Module,
     onnx_path: Path,
-    tile: int,
+    tile: int | TileShape,
     tolerance: float = DEFAULT_TOLERANCE,
     batches: tuple[int, ...] = PARITY_BATCHES,
 ) -> ParityResult:

@@ -24,6 +24,7 @@ from rope_inspect.config import InspectConfig, load_inspect_config
 from rope_inspect.decision.calibration import Calibration
 from rope_inspect.log import configure_logging, get_logger
 from rope_inspect.service.preflight import preflight
+from rope_inspect.vision.tile_shape import describe
 
 log = get_logger(__name__)
 
@@ -74,7 +75,8 @@ def config_summary(cfg: InspectConfig, calibration: Calibration | None) -> list[
         f"encoder {line.encoder}",
         f"source:      {_source_summary(cfg)}",
         f"ring:        {cfg.ring.slots} slots (oldest dropped when full)",
-        f"engine:      {cfg.engine.backend} {cfg.engine.model}, tile {cfg.tiling.tile} "
+        f"engine:      {cfg.engine.backend} {cfg.engine.model}, tile "
+        f"{describe(cfg.tile_shape)} "
         f"overlap {cfg.tiling.overlap}",
         f"calibration: {calib}",
         f"reject:      {cfg.reject.actuator_distance_m:g} m to the actuator, outputs "

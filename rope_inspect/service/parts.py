@@ -148,7 +148,7 @@ def open_parts(
         store = DefectStore(cfg.store)
         undo.callback(store.close)
         if engine is None:
-            engine = load_engine(cfg.engine, cfg.tiling.tile)
+            engine = load_engine(cfg.engine, cfg.tile_shape)
             undo.callback(engine.close)
 
         raw_source = source or open_source(cfg.source, cfg.line)

@@ -90,8 +90,8 @@ def checked_sidecar(cfg: InspectConfig) -> Sidecar:
     engine file exists, tile size, channel order, file hash), without loading it."""
     module = loader._backend_module(cfg.engine.backend)
     reader = getattr(module, "read_engine_sidecar", loader._default_sidecar)
-    path, sidecar = reader(cfg.engine, cfg.tiling.tile)
-    check_sidecar(path, sidecar, tile=cfg.tiling.tile, channel_order=CHANNEL_ORDER)
+    path, sidecar = reader(cfg.engine, cfg.tile_shape)
+    check_sidecar(path, sidecar, tile=cfg.tile_shape, channel_order=CHANNEL_ORDER)
     return sidecar
 
 
