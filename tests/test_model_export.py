@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from rope_inspect.cli import build_parser
 from rope_inspect.engine.sidecar import Sidecar, file_sha256, read_sidecar
 from rope_inspect.errors import ConfigError, EngineError
 from rope_inspect.model import export as export_module
-from rope_inspect.cli import build_parser
 from rope_inspect.model.commands import export_command
 from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
