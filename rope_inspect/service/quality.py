@@ -6,8 +6,12 @@ trained on, and its anomaly map would be nonsense: false defects and false rejec
 Such frames are counted and skipped, and an image-quality alarm is raised instead.
 
 The check reads a strided subsample of the frame (1/16 of the pixels by default) into
-buffers allocated once, so it costs far less than the tile copy it guards and
-allocates nothing per frame (the hot path principle of DESIGN.md).
+buffers allocated once, so it costs far less than the tile copy it guards and, once
+each ring slot has been seen, allocates nothing per frame (the hot path principle of
+DESIGN.md): the strided view of a slot is made once (`ViewCache`), every operand is
+an array of the right type (a Python number is converted on each call) and channels
+are combined as contiguous planes (numpy builds an iterator for strided operands or a
+reduction).
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from rope_inspect.vision.frame_views import ViewCache
 
 # A frame is black when even its brightest pixels (99th percentile) stay this dark.
 BLACK_P99 = 20
@@ -52,35 +58,48 @@ class ImageQualityCheck:
         self, expected_shape: tuple[int, ...], limits: QualityLimits | None = None
     ) -> None:
         self.expected_shape = tuple(expected_shape)
-        self.limits = limits or QualityLimits()
-        step = self.limits.stride
+        self.limits = limits = limits or QualityLimits()
+        step = limits.stride
         rows = math.ceil(self.expected_shape[0] / step)
         columns = math.ceil(self.expected_shape[1] / step)
-        self._sample = np.empty((rows, columns, 3), np.uint16)
-        self._sum = np.empty((rows, columns), np.uint16)  # 3 x grey
-        self._over = np.empty((rows, columns, 3), bool)
+        # channel planes: numpy combines strided channel views through a buffer
+        self._views = ViewCache(lambda image: image[::step, ::step].transpose(2, 0, 1))
+        self._planes = np.empty((3, rows, columns), np.uint16)
+        self._channels = tuple(self._planes)
+        self._sum = np.empty((rows, columns), np.uint16)  # 3 x grey; also the minimum
         self._flags = np.empty((rows, columns), bool)
+        self._flag_bytes = self._flags.view(np.uint8)  # counted by OpenCV: an int
+        self._mean, self._std = np.empty((1, 1)), np.empty((1, 1))
         count = rows * columns
+        # levels the uint16 sample is compared with (integers: >= x iff >= ceil(x))
+        self._saturated_level = np.array(limits.saturated_level, np.uint16)
+        black = min(math.ceil(3 * limits.black_p99), 65535)
+        self._black_level = np.array(black, np.uint16)
+        self._saturated_count = limits.saturated_fraction * count
+        self._flat_std = 3 * limits.flat_std
         # black when fewer pixels than this reach the level (99th percentile rank)
         self._black_count = count - math.ceil(0.99 * (count - 1))
 
     def check(self, image: np.ndarray) -> str | None:
-        if image.shape != self.expected_shape or image.dtype != np.uint8:
+        if image.dtype != np.uint8 or image.shape != self.expected_shape:
             return "wrong_size"
-        limits = self.limits
-        sample, total, flags = self._sample, self._sum, self._flags
-        np.copyto(sample, image[:: limits.stride, :: limits.stride])
+        total, flags = self._sum, self._flags
+        red, green, blue = self._channels
+        np.copyto(self._planes, self._views.get(image))
 
-        np.greater_equal(sample, limits.saturated_level, out=self._over)
-        np.logical_and.reduce(self._over, axis=-1, out=flags)
-        if np.count_nonzero(flags) >= limits.saturated_fraction * flags.size:
+        # saturated: the least of the three channels reaches the level
+        np.minimum(red, green, out=total)
+        np.minimum(total, blue, out=total)
+        np.greater_equal(total, self._saturated_level, out=flags)
+        if cv2.countNonZero(self._flag_bytes) >= self._saturated_count:
             return "saturated"
 
-        np.add(sample[..., 0], sample[..., 1], out=total)
-        np.add(total, sample[..., 2], out=total)
-        np.greater_equal(total, 3 * limits.black_p99, out=flags)
-        if np.count_nonzero(flags) < self._black_count:
+        np.add(red, green, out=total)
+        np.add(total, blue, out=total)
+        np.greater_equal(total, self._black_level, out=flags)
+        if cv2.countNonZero(self._flag_bytes) < self._black_count:
             return "black"
-        if float(cv2.meanStdDev(total)[1][0, 0]) < 3 * limits.flat_std:
+        cv2.meanStdDev(total, self._mean, self._std)
+        if self._std.item(0) < self._flat_std:
             return "flat"
         return None
