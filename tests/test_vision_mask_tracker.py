@@ -213,3 +213,82 @@ def test_real_rope_edge_check() -> None:
         assert tracker.edge_refreshes == 1
     finally:
         tracker.close()
+
+
+def test_on_frame_mode_keeps_the_mask_of_a_rope_in_the_same_place() -> None:
+    segment = CountingSegmenter()
+    tracker = _tracker(segment, refresh_mode="on_frame")
+    try:
+        first = tracker.update(_frame(60, 100))
+        assert "rope-mask" not in [t.name for t in threading.enumerate()]
+        for seed in range(1, 6):  # separate photographs, rope in the same place
+            assert tracker.update(_frame(61, 101, seed=seed)) is first
+        assert segment.calls == 1 and tracker.refreshes == 1
+        assert segment.threads == [threading.get_ident()]
+    finally:
+        tracker.close()
+
+
+def test_on_frame_mode_masks_a_moved_rope_on_that_very_frame() -> None:
+    segment = CountingSegmenter()
+    tracker = _tracker(segment, refresh_mode="on_frame")
+    try:
+        first = tracker.update(_frame(60, 100))
+        moved = tracker.update(_frame(90, 130, seed=1))  # no frame late
+        assert moved is not first and segment.calls == 2
+        assert tracker.edge_refreshes == 1 and tracker.version == 2
+        rows = np.flatnonzero(moved[:, W // 2])
+        assert rows[0] == pytest.approx(80, abs=5)
+        assert rows[-1] == pytest.approx(139, abs=5)
+        assert tracker.update(_frame(90, 130, seed=2)) is moved
+        back = tracker.update(_frame(60, 100, seed=3))
+        assert back is not moved and segment.calls == 3
+        assert np.array_equal(back[:, W // 2], first[:, W // 2])
+    finally:
+        tracker.close()
+
+
+def test_on_frame_mode_without_an_edge_reference_masks_every_frame() -> None:
+    segment = CountingSegmenter()
+    tracker = _tracker(segment, refresh_mode="on_frame")
+    flat = np.full((H, W, 3), 45, np.uint8)
+    flat[60:100] = 47  # a band GrabCut may find but too faint to check edges on
+    try:
+        for _ in range(3):
+            tracker.update(flat)
+        assert segment.calls == 3 and tracker.edge_refreshes == 0
+    finally:
+        tracker.close()
+
+
+def test_on_frame_mode_refreshes_when_due() -> None:
+    segment = CountingSegmenter()
+    tracker = _tracker(segment, refresh_mode="on_frame", refresh_every=3)
+    try:
+        for seed in range(7):
+            tracker.update(_frame(60, 100, seed=seed))
+        assert segment.calls == 3 and tracker.edge_refreshes == 0
+    finally:
+        tracker.close()
+
+
+def test_edge_check_allocates_nothing_once_warm() -> None:
+    import tracemalloc
+
+    image = _frame(60, 100)
+    probe = EdgeProbe(image.shape, "horizontal", 4)
+    reference = probe.reference(image, image[:, :, 0] > 107)
+    assert reference is not None
+    moved = _frame(70, 110, seed=1)
+    for _ in range(3):
+        probe.shift_px(moved, reference)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        start = tracemalloc.get_traced_memory()[0]
+        shift = probe.shift_px(moved, reference)
+        peak = tracemalloc.get_traced_memory()[1] - start
+    finally:
+        tracemalloc.stop()
+    assert shift == pytest.approx(10, abs=3)
+    assert peak <= 256  # a Python float and int or two; the old check took 4.5 KB

@@ -2,13 +2,18 @@
 
 GrabCut (`rope_mask.grabcut_rope_mask`) takes milliseconds even at reduced resolution,
 so it runs on the first frame (synchronously, before inspection starts) and then in a
-worker thread: every `refresh_every` frames, or early when the per-frame edge check sees
-the rope band move by more than `edge_shift_px`. The check reads a few hundred pixels
-(strips of columns, every `downscale`-th row), finds the band's edges per strip against
-the rope/background levels measured at the last refresh, and compares them with the
-edges found on that refresh's own frame. The hot path gets the current envelope (holes
-filled, widened by `envelope_margin_px`: defects stick out of the rope) as an array
-that is never changed after it is published; a refresh publishes a new one.
+worker thread: every `refresh_every` frames, or early when the per-frame edge check
+(`edge_probe.EdgeProbe`) sees the rope band move by more than `edge_shift_px` against
+the edges found on the last refresh's own frame. The hot path gets the current
+envelope (holes filled, widened by `envelope_margin_px`: defects stick out of the
+rope) as an array that is never changed after it is published; a refresh publishes a
+new one.
+
+With `refresh_mode: on_frame` (a replay of separate photographs) there is no worker:
+each frame is edge-checked first and, when its rope moved (or the last mask gave no
+edge reference to compare with), GrabCut runs for that very frame, so no frame is
+inspected under another frame's mask; photographs of a rope lying in the same place
+keep the mask and cost the check only.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 
 from rope_inspect.config import MaskConfig
 from rope_inspect.log import get_logger
+from rope_inspect.vision.edge_probe import EdgeProbe, EdgeReference
 from rope_inspect.vision.rope_mask import (
     RopeAxis,
     RopeMaskResult,
@@ -30,123 +36,11 @@ from rope_inspect.vision.rope_mask import (
     rope_envelope,
 )
 
+__all__ = ["EdgeProbe", "EdgeReference", "RopeMaskTracker", "Segmenter"]
+
 log = get_logger(__name__)
 
 Segmenter = Callable[[np.ndarray], RopeMaskResult]
-
-STRIP_STEP = 32  # px along the rope between sampled strips
-STRIP_WIDTH = 16  # px averaged in each strip
-MIN_CONTRAST = 4.0  # grey levels between rope and background for the check to work
-
-
-@dataclass(frozen=True)
-class EdgeReference:
-    """Rope/background level and the band edges (profile rows) at the last refresh."""
-
-    threshold: float
-    polarity: float  # +1: rope brighter than the background
-    edges: np.ndarray  # 2 x strips: first and last rope row, interpolated
-    valid: np.ndarray  # strips where the band was found
-
-
-class EdgeProbe:
-    """Band edges across the rope from a strided sample of the frame.
-
-    Works in small buffers of its own (one probe per thread): a check costs a few
-    dozen numpy calls on a rows x strips array, whatever the frame size.
-    """
-
-    def __init__(self, shape: tuple[int, ...], axis: str, downscale: int) -> None:
-        self.axis = axis
-        height, width = shape[:2] if axis == "horizontal" else shape[1::-1]
-        self.step = max(1, downscale)
-        self.rows = height // self.step
-        self.strips = max(1, width // STRIP_STEP)
-        self.strip_width = min(STRIP_WIDTH, width)
-        grid = (self.rows, self.strips)
-        self._sums = np.empty(grid, np.uint16)  # <= 3 * STRIP_WIDTH * 255
-        self._profile = np.empty(grid, np.float32)
-        self._levels = np.empty(grid, np.float32)
-        self._rope = np.empty(grid, bool)
-        self._index = np.empty((2, self.strips), np.intp)
-        self._outside = np.empty((2, self.strips), np.intp)
-        self._inward = np.array([[1], [-1]], np.intp)
-        self._columns = np.arange(self.strips)
-
-    def _sample(self, array: np.ndarray) -> np.ndarray:
-        """Every `step`-th row, first `strip_width` px of every `STRIP_STEP`: a view
-        rows x strips x strip_width (x channels)."""
-        if self.axis == "vertical":
-            array = array.swapaxes(0, 1)
-        used = array[: self.rows * self.step, : self.strips * STRIP_STEP]
-        shape = (self.rows, self.step, self.strips, STRIP_STEP, *array.shape[2:])
-        return used.reshape(shape)[:, 0, :, : self.strip_width]
-
-    def profile(self, image: np.ndarray) -> np.ndarray:
-        """Mean grey level of each sampled row of each strip (buffer reused)."""
-        if self.axis == "horizontal" and image.flags.c_contiguous:
-            # pixels and channels of a strip lie side by side: one flat reduction
-            rows, width = self.rows * self.step, self.strips * STRIP_STEP
-            flat = image[:rows, :width].reshape(self.rows, self.step, self.strips, -1)
-            np.add.reduce(flat[:, 0, :, : 3 * self.strip_width], axis=2, out=self._sums)
-        else:
-            np.add.reduce(self._sample(image), axis=(2, 3), out=self._sums)
-        # cast by copy, then scale in place: a mixed-type ufunc allocates a buffer
-        np.copyto(self._profile, self._sums)
-        self._profile *= 1.0 / (3 * self.strip_width)
-        return self._profile
-
-    def reference(self, image: np.ndarray, mask: np.ndarray) -> EdgeReference | None:
-        """Levels and edges of `image` whose rope is `mask`; None if it has no band."""
-        profile = self.profile(image)
-        inside = self._sample(mask).mean(axis=2) > 0.5
-        if inside.all() or not inside.any():
-            return None
-        rope, background = float(profile[inside].mean()), float(profile[~inside].mean())
-        if abs(rope - background) < MIN_CONTRAST:
-            return None
-        threshold = (rope + background) / 2
-        polarity = 1.0 if rope > background else -1.0
-        edges, valid = self.edges(profile, threshold, polarity)
-        return EdgeReference(threshold, polarity, edges.copy(), valid.copy())
-
-    def edges(
-        self, profile: np.ndarray, threshold: float, polarity: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """First and last rope row of each strip (2 x strips, interpolated between
-        rows where the level crosses the threshold) and the strips holding rope."""
-        levels, rope, index = self._levels, self._rope, self._index
-        np.subtract(profile, threshold, out=levels)
-        if polarity < 0:
-            np.negative(levels, out=levels)
-        np.greater(levels, 0, out=rope)
-        valid = rope.any(axis=0)
-        index[0] = rope.argmax(axis=0)
-        index[1] = self.rows - 1 - rope[::-1].argmax(axis=0)
-
-        outside = self._outside
-        np.subtract(index, self._inward, out=outside)
-        np.clip(outside, 0, self.rows - 1, out=outside)
-        low, high = levels[outside, self._columns], levels[index, self._columns]
-        span = high - low
-        fraction = np.divide(-low, span, out=np.zeros_like(span), where=span > 0)
-        np.clip(fraction, 0.0, 1.0, out=fraction)
-        fraction *= self._inward
-        return fraction + outside, np.asarray(valid)
-
-    def shift_px(self, image: np.ndarray, ref: EdgeReference) -> float:
-        """How far the band's edges moved since `ref`, in full-size pixels: the larger
-        of the top and bottom moves, each the median over strips; inf when the band
-        is lost in most strips."""
-        edges, valid = self.edges(self.profile(image), ref.threshold, ref.polarity)
-        both = valid & ref.valid
-        count = int(np.count_nonzero(both))
-        if count == 0 or count * 4 < int(np.count_nonzero(ref.valid)):
-            return float("inf")
-        moves = (edges - ref.edges)[:, both]
-        moves.sort(axis=1)
-        median = (moves[:, (count - 1) // 2] + moves[:, count // 2]) / 2
-        return float(np.abs(median).max()) * self.step
 
 
 @dataclass(frozen=True)
@@ -176,6 +70,7 @@ class RopeMaskTracker:
     ) -> None:
         self.cfg = mask_cfg
         self.axis = axis
+        self.on_frame = mask_cfg.refresh_mode == "on_frame"
         self.segment: Segmenter = segment or partial(
             grabcut_rope_mask,
             axis=axis,
@@ -205,7 +100,8 @@ class RopeMaskTracker:
         self._thread: threading.Thread | None = None
 
     def start(self, image: np.ndarray) -> np.ndarray:
-        """Compute the first mask from `image` now and start the worker thread."""
+        """Compute the first mask from `image` now and start the worker thread (none
+        is needed with `refresh_mode: on_frame`)."""
         self.wait_idle()
         self._probe = EdgeProbe(image.shape, self.axis, self.cfg.downscale)
         self._worker_probe = EdgeProbe(image.shape, self.axis, self.cfg.downscale)
@@ -213,7 +109,7 @@ class RopeMaskTracker:
         self._pending = None
         self._since_refresh = 0
         envelope = self._adopt(self._compute(image, self._worker_probe, "first_frame"))
-        if self._thread is None:
+        if self._thread is None and not self.on_frame:
             self._thread = threading.Thread(
                 target=self._run, name="rope-mask", daemon=True
             )
@@ -221,31 +117,50 @@ class RopeMaskTracker:
         return envelope
 
     def update(self, image: np.ndarray) -> np.ndarray:
-        """The envelope for this frame; schedules a refresh when one is due."""
+        """The envelope for this frame; schedules a refresh when one is due (with
+        `refresh_mode: on_frame`, runs it now, for this frame)."""
         self.frames += 1
         envelope = self.envelope
         if envelope is None or self._probe is None or envelope.shape != image.shape[:2]:
             return self.start(image)
         self._since_refresh += 1
+        if self.on_frame:
+            return self._update_now(image, self._probe, envelope)
         busy = self._busy
         pending = self._pending
         if pending is not None:
             self._pending = None
             envelope = self._adopt(pending)
         if not busy:
-            self._check(image, self._probe)
+            reason = self._due(image, self._probe)
+            if reason is not None:
+                self._request(image, reason)
         return envelope
 
-    def _check(self, image: np.ndarray, probe: EdgeProbe) -> None:
+    def _update_now(
+        self, image: np.ndarray, probe: EdgeProbe, envelope: np.ndarray
+    ) -> np.ndarray:
+        """On-frame mode: the current envelope while the rope's edges stay within
+        `edge_shift_px`; a mask of this very frame when they moved, when the last
+        mask gave no edge reference (nothing to compare with) or when one is due."""
+        reason = "no_edge_reference" if self._reference is None else None
+        reason = reason or self._due(image, probe)
+        if reason is None:
+            return envelope
+        self._since_refresh = 0
+        return self._adopt(self._compute(image, probe, reason))
+
+    def _due(self, image: np.ndarray, probe: EdgeProbe) -> str | None:
+        """Why a refresh is due now ("periodic", "edge_moved"), or None."""
         if self._since_refresh >= self.cfg.refresh_every:
-            self._request(image, "periodic")
-            return
+            return "periodic"
         if self._reference is None:
-            return
+            return None
         self.last_shift_px = probe.shift_px(image, self._reference)
         if self.last_shift_px > self.cfg.edge_shift_px:
             self.edge_refreshes += 1
-            self._request(image, "edge_moved")
+            return "edge_moved"
+        return None
 
     def _request(self, image: np.ndarray, reason: str) -> None:
         """Hand a copy of the frame to the worker (the ring slot is reused soon)."""
