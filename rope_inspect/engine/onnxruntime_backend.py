@@ -1,14 +1,20 @@
 """ONNX Runtime backend: the exported DRAEM graph on the CPU (or CUDA when present).
 
-The uint8 tiles are bound to the session as they lie (cast and layout live inside the
-graph) and the outputs are written by ONNX Runtime straight into buffers this engine
-owns, so a frame costs no host-side conversion and no new arrays once warm.
+The uint8 tiles go to the session as they lie (cast and layout live inside the graph):
+they are copied into an input buffer this engine owns, and ONNX Runtime writes the
+outputs straight into output buffers it owns. Each batch size is bound once (one
+IOBinding per chunk of at most `max_batch` tiles, over slices of those buffers), so a
+frame of a size seen before costs one memcpy of its tiles and no new Python objects:
+binding a caller's array would need its address, and every way numpy gives one
+builds an object per call.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from rope_inspect.config import EngineConfig
@@ -22,6 +28,7 @@ log = get_logger(__name__)
 INPUT_NAME = "tiles"
 MAP_NAME = "anomaly_map"
 SCORE_NAME = "score"
+MAX_BOUND_SIZES = 64  # batch sizes whose bindings are kept (a frame's tile count)
 
 
 def _providers(ort: Any, device: str) -> list[str]:
@@ -73,6 +80,22 @@ def _check_io(session: Any, engine_cfg: EngineConfig) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Bound:
+    """One batch size, bound: views of the engine's buffers and a binding per chunk."""
+
+    tiles: np.ndarray  # count x h x w x 3 uint8, the input buffer's head
+    maps: np.ndarray
+    scores: np.ndarray
+    bindings: tuple[Any, ...]
+    map_rows: np.ndarray  # maps as count x (h * w), for OpenCV's finite check
+
+
+def _bind(binding: Any, name: str, array: np.ndarray, output: bool) -> None:
+    bind = binding.bind_output if output else binding.bind_input
+    bind(name, "cpu", 0, array.dtype.type, array.shape, array.ctypes.data)
+
+
 class OnnxRuntimeEngine:
     """`Engine` over an ONNX Runtime inference session."""
 
@@ -103,7 +126,12 @@ class OnnxRuntimeEngine:
         _check_io(self._session, engine_cfg)
         self.providers: list[str] = self._session.get_providers()
         self.name = "onnxruntime-" + self.providers[0].removesuffix("ExecutionProvider")
-        self._binding = self._session.io_binding()
+        self._bound: dict[int, _Bound] = {}
+        self._input = np.empty((0, *self.tile, 3), np.uint8)
+        # With no RunOptions the binding makes one per run, and the wrapper reads the
+        # graph id from a missing entry by catching an exception; "0" is its default.
+        self._run_options = ort.RunOptions()
+        self._run_options.add_run_config_entry("gpu_graph_id", "0")
         self._maps = np.empty((0, 1, *self.tile), np.float32)
         self._scores = np.empty((0,), np.float32)
         log.info(
@@ -116,46 +144,74 @@ class OnnxRuntimeEngine:
             max_batch=self.max_batch,
         )
 
-    def _ensure_outputs(self, count: int) -> None:
-        """Grow the output buffers when a frame brings more tiles than ever before."""
-        if count > self._scores.shape[0]:
-            self._maps = np.empty((count, 1, *self.tile), np.float32)
-            self._scores = np.empty((count,), np.float32)
+    def _ensure_buffers(self, count: int) -> None:
+        """Grow the buffers when a frame brings more tiles than ever before; the
+        bindings over the old ones are dropped first (they hold their addresses)."""
+        if count <= self._input.shape[0]:
+            return
+        self._unbind()
+        self._input = np.empty((count, *self.tile, 3), np.uint8)
+        self._maps = np.empty((count, 1, *self.tile), np.float32)
+        self._scores = np.empty((count,), np.float32)
 
-    def _run(self, tiles: np.ndarray, maps: np.ndarray, scores: np.ndarray) -> None:
-        binding = self._binding
-        binding.bind_input(
-            INPUT_NAME, "cpu", 0, np.uint8, tiles.shape, tiles.ctypes.data
-        )
-        binding.bind_output(
-            MAP_NAME, "cpu", 0, np.float32, maps.shape, maps.ctypes.data
-        )
-        binding.bind_output(
-            SCORE_NAME, "cpu", 0, np.float32, scores.shape, scores.ctypes.data
-        )
+    def _bound_for(self, count: int) -> _Bound:
+        """The bindings of this batch size, made the first time it is seen."""
+        bound = self._bound.get(count)
+        if bound is not None:
+            return bound
+        self._ensure_buffers(count)
+        if len(self._bound) >= MAX_BOUND_SIZES:
+            self._unbind()
+        tiles, maps = self._input[:count], self._maps[:count]
+        scores = self._scores[:count]
+        bindings = []
+        for part in batch_slices(count, self.max_batch):
+            binding = self._session.io_binding()
+            _bind(binding, INPUT_NAME, tiles[part], output=False)
+            _bind(binding, MAP_NAME, maps[part], output=True)
+            _bind(binding, SCORE_NAME, scores[part], output=True)
+            bindings.append(binding)
+        rows = maps.reshape(count, self.tile[0] * self.tile[1])
+        bound = _Bound(tiles, maps, scores, tuple(bindings), rows)
+        self._bound[count] = bound
+        return bound
+
+    def _unbind(self) -> None:
+        for bound in self._bound.values():
+            for binding in bound.bindings:
+                binding.clear_binding_inputs()
+                binding.clear_binding_outputs()
+        self._bound.clear()
+
+    def _run(self, binding: Any, count: int) -> None:
+        # TODO(#7): the pybind call itself allocates ~64 B per run (also when called
+        # on the C binding directly); nothing on this side of it is left to remove
         try:
-            self._session.run_with_iobinding(binding)
+            self._session.run_with_iobinding(binding, self._run_options)
         except Exception as exc:  # ORT raises its own exception types
             raise EngineError(
-                f"engine {self.name} failed on {tiles.shape[0]} tiles: {exc}",
+                f"engine {self.name} failed on {count} tiles: {exc}",
                 "check that the ONNX outputs are anomaly_map N x 1 x T x T and score N",
             ) from exc
 
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Run all tiles of a frame, in chunks of at most `max_batch`."""
         check_tiles(tiles, self.tile)
-        count = tiles.shape[0]
-        self._ensure_outputs(count)
-        maps = self._maps[:count]
-        scores = self._scores[:count]
-        for part in batch_slices(count, self.max_batch):
-            self._run(tiles[part], maps[part], scores[part])
-        check_finite(self.name, maps, scores)
-        return maps, scores
+        count = len(tiles)
+        bound = self._bound_for(count)
+        np.copyto(bound.tiles, tiles)
+        for binding in bound.bindings:
+            self._run(binding, count)
+        # OpenCV checks without a temporary; check_finite says what is wrong
+        finite = count == 0 or (
+            cv2.checkRange(bound.map_rows)[0] and cv2.checkRange(bound.scores)[0]
+        )
+        if not finite:
+            check_finite(self.name, bound.maps, bound.scores)
+        return bound.maps, bound.scores
 
     def close(self) -> None:
-        self._binding.clear_binding_inputs()
-        self._binding.clear_binding_outputs()
+        self._unbind()
 
 
 def open_engine(engine_cfg: EngineConfig, sidecar: Sidecar) -> OnnxRuntimeEngine:
