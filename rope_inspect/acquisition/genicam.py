@@ -15,8 +15,6 @@ frame, and the buffer is requeued in a `finally`, even when its contents are bad
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +90,9 @@ class GenICamSource:
         self._converter: PixelConverter | None = None
         self._counters = Counters()
         self._errors: tuple[type[BaseException], ...] = ()
+        self._missing: tuple[type[BaseException], ...] = (AttributeError,)
         self._timeout_error: type[BaseException] | None = None
+        self._format_names: dict[int, str] = {}
         self._frames = 0
         self.features: dict[str, str] = {}
 
@@ -122,13 +122,16 @@ class GenICamSource:
             from genicam.genapi import GenericException as GenApiError
             from genicam.gentl import GenericException as GenTLError
             from genicam.gentl import TimeoutException
+            from harvesters.util.pfnc import dict_by_ints
         except ImportError as exc:
             raise SourceError(
                 f"the genicam package cannot be imported: {exc}",
                 "pip install genicam harvesters (wheels exist for x86_64 and aarch64)",
             ) from exc
         self._errors = (GenTLError, GenApiError)
+        self._missing = (AttributeError, GenTLError, GenApiError)
         self._timeout_error = TimeoutException
+        self._format_names = dict_by_ints
 
     def _open_device(self) -> Any:
         from harvesters.core import Harvester
@@ -215,23 +218,17 @@ class GenICamSource:
 
     # -- frames ------------------------------------------------------------------
 
-    @contextmanager
-    def _fetched(self, timeout_s: float) -> Iterator[Any]:
-        """One driver buffer, requeued when the block is left, whatever happens."""
-        raw = self._ia.fetch(timeout=timeout_s, is_raw=True)
-        try:
-            yield raw
-        finally:
-            raw.parent.queue_buffer(raw)
-
     def read_into(self, slot: np.ndarray, timeout_s: float) -> FrameInfo | None:
         if self._ia is None or self._timeout_error is None:
             raise SourceLost("camera not open")
         try:
-            with self._fetched(timeout_s) as raw:
+            raw = self._ia.fetch(timeout=timeout_s, is_raw=True)
+            try:
                 self._frames += 1
                 frame_id = self._info(raw, "frame_id", self._frames)
                 problem = self._copy(raw, slot)
+            finally:  # the buffer goes back to the driver, whatever happened
+                raw.parent.queue_buffer(raw)
         except self._timeout_error:
             return None
         except self._errors as exc:
@@ -280,16 +277,14 @@ class GenICamSource:
 
     def _info(self, raw: Any, attribute: str, default: int) -> int:
         """A buffer info field, or the default where the producer lacks it."""
-        missing: tuple[type[BaseException], ...] = (AttributeError, *self._errors)
         try:
             return int(getattr(raw, attribute))
-        except missing:
+        except self._missing:
             return default
 
     def _buffer_format(self, raw: Any, default: str) -> str:
-        from harvesters.util.pfnc import dict_by_ints
-
         code = self._info(raw, "pixel_format", -1)
         if code < 0:
             return default
-        return str(dict_by_ints.get(code, f"0x{code:08x}"))
+        name = self._format_names.get(code)
+        return f"0x{code:08x}" if name is None else str(name)

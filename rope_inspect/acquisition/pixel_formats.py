@@ -12,6 +12,7 @@ RGB8, BGR8, RGBa8, BGRa8 and Bayer RG/GR/GB/BG 8 (demosaiced by OpenCV).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -74,6 +75,16 @@ class PixelConverter:
         self.row_bytes = width * spec.bytes_per_pixel + padding_x
         self.needed_bytes = self.row_bytes * (height - 1) + width * spec.bytes_per_pixel
         wide = spec.bits > 8
+        # the payload as H x W (x C) pixels: built per frame as one plain ndarray
+        # over the buffer (np.lib.stride_tricks.as_strided costs ~5x more)
+        self._view: tuple[tuple[int, ...], np.dtype[Any], tuple[int, ...]]
+        if wide:
+            self._view = ((height, width), np.dtype("<u2"), (self.row_bytes, 2))
+        elif spec.channels == 1:
+            self._view = ((height, width), np.dtype(np.uint8), (self.row_bytes, 1))
+        else:
+            shape = (height, width, spec.channels)
+            self._view = (shape, np.dtype(np.uint8), (self.row_bytes, spec.channels, 1))
         self._scratch16 = np.empty((height, width), dtype=np.uint16) if wide else None
         self._scratch8 = np.empty((height, width), dtype=np.uint8) if wide else None
 
@@ -82,19 +93,12 @@ class PixelConverter:
         return (self.height, self.width, 3)
 
     def source_view(self, payload: np.ndarray) -> np.ndarray:
-        """The payload as an H x W (x C) array without copying (rows may be strided)."""
-        spec = self.spec
-        rows = np.lib.stride_tricks.as_strided(
-            payload,
-            shape=(self.height, self.width * spec.bytes_per_pixel),
-            strides=(self.row_bytes, 1),
-            writeable=False,
-        )
-        if spec.bits > 8:
-            return rows.view("<u2")
-        if spec.channels == 1:
-            return rows
-        return rows.reshape(self.height, self.width, spec.channels)
+        """The payload as an H x W (x C) array without copying (rows may be strided);
+        `payload` is a contiguous uint8 array of at least `needed_bytes`."""
+        shape, dtype, strides = self._view
+        view = np.ndarray(shape, dtype, buffer=payload, strides=strides)
+        view.flags.writeable = False
+        return view
 
     def convert(self, payload: np.ndarray, slot: np.ndarray) -> None:
         """Write the RGB image of `payload` (uint8, >= needed_bytes) into `slot`."""
