@@ -217,6 +217,7 @@ class ReplaySource:
         self._video = video
 
     def close(self) -> None:
+        self._decoded = None  # the kept images' memory goes with the source
         if self._video is not None:
             self._video.release()
             self._video = None
