@@ -23,13 +23,11 @@ frame: a handful of small Python objects, no image-sized arrays).
 
 from __future__ import annotations
 
-import threading
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 from bench_inputs import BenchModel
 from daemon_runs import PreloadedSource, inspect_config, logs_into, run_daemon
 from harness import (
@@ -43,6 +41,7 @@ from harness import (
     report,
     work_dir,
 )
+from memory_probes import RssSampler, baseline_slope
 
 from rope_inspect.engine.loader import load_engine
 from rope_inspect.service.daemon import Daemon
@@ -62,33 +61,7 @@ WINDOWS = ("quality", "mask", "tiles", "engine", "stitch", "output", "decision")
 
 def tiny_model() -> BenchModel:
     path = export_tiny_model(SCRATCH / "tiny-t64.onnx", tile=64)
-    return BenchModel(path, None, 64, trained=False, note="tiny untrained DRAEM")
-
-
-class RssSampler:
-    """(frames taken, RSS bytes) every `period_s` while a daemon runs."""
-
-    def __init__(self, period_s: float = 0.25) -> None:
-        self.period_s = period_s
-        self.samples: list[tuple[int, int]] = []
-        self._stop = threading.Event()
-        self._daemon: Daemon | None = None
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
-
-    def attach(self, daemon: Daemon) -> None:
-        self._daemon = daemon
-        self._thread.start()
-
-    def _run(self) -> None:
-        process = psutil.Process()
-        while not self._stop.wait(self.period_s):
-            if self._daemon is not None:
-                taken = self._daemon.counters.get("frames_taken")
-                self.samples.append((taken, process.memory_info().rss))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(2.0)
+    return BenchModel(path, None, (64, 64), trained=False, note="tiny untrained DRAEM")
 
 
 def rss_run(cfg: Any, model: BenchModel, frames: int) -> dict[str, Any]:
@@ -99,22 +72,16 @@ def rss_run(cfg: Any, model: BenchModel, frames: int) -> dict[str, Any]:
     )
     sampler.stop()
     engine.close()
-    samples = [(f, r) for f, r in sampler.samples if f > 0]
-    points = [(f, r) for f, r in samples if f >= frames * WARM_SHARE]
+    samples = [row for row in sampler.samples if row[0] > 0]
+    points = np.array([row for row in samples if row[0] >= frames * WARM_SHARE], float)
     if len(points) < 3:
         return {"slope_kib_per_1000": float("nan"), "samples": sampler.samples}
-    x = np.array([f for f, _ in points], float)
-    y = np.array([r for _, r in points], float)
-    slope = float(np.polyfit(x, y, 1)[0]) * 1000 / 1024
-    # the baseline: the lowest RSS in each 5 % of the frames (refreshes, defects
-    # and the store's writes add spikes that are freed again)
-    bins = np.minimum((x / (frames * 0.05)).astype(int), 19)
-    low_x = np.array([x[bins == b].mean() for b in np.unique(bins)])
-    low_y = np.array([y[bins == b].min() for b in np.unique(bins)])
-    baseline = float(np.polyfit(low_x, low_y, 1)[0]) * 1000 / 1024
+    x = points[:, 0]
+    slope = float(np.polyfit(x, points[:, 1], 1)[0]) * 1000 / 1024
+    kib = [baseline_slope(x, points[:, i], frames) / 1024 for i in (1, 2, 3)]
 
     def at(share: float) -> float:
-        reached = [r for f, r in samples if f >= frames * share] or [samples[-1][1]]
+        reached = [r[1] for r in samples if r[0] >= frames * share] or [samples[-1][1]]
         return reached[0] / 2**20
 
     return {
@@ -122,9 +89,12 @@ def rss_run(cfg: Any, model: BenchModel, frames: int) -> dict[str, Any]:
         "seconds": summary.get("duration_s"),
         "rss_mib_at": {f"{int(q * 100)} %": at(q) for q in (0.0, 0.25, 0.5, 0.75)},
         "rss_end_mib": samples[-1][1] / 2**20,
-        "rss_max_mib": max(r for _, r in samples) / 2**20,
+        "rss_max_mib": max(r[1] for r in samples) / 2**20,
         "slope_kib_per_1000": slope,
-        "baseline_slope_kib_per_1000": baseline,
+        "baseline_slope_kib_per_1000": kib[0],
+        "malloc_heap_slope_kib_per_1000": kib[1],
+        "malloc_in_use_slope_kib_per_1000": kib[2],
+        "python_blocks_per_1000": baseline_slope(x, points[:, 4], frames),
         "samples": sampler.samples,
     }
 
@@ -166,9 +136,13 @@ def hot_path(cfg: Any, model: BenchModel, frames: int, warm: int) -> dict[str, A
     tracemalloc.start(10)
     try:
         for index in range(warm + frames):
-            slot = ring.begin_write()
-            ring.commit(monitored.read_into(slot, 1.0))
+            info = monitored.read_into(ring.begin_write(), 1.0)
+            if info is None:
+                raise RuntimeError("the synthetic line gave no frame")
+            ring.commit(info)
             frame = ring.get(1.0)
+            if frame is None:
+                raise RuntimeError("the ring gave no frame")
             if index >= warm:
                 meter.begin(index - warm)
             inspector.process(frame)
@@ -221,6 +195,22 @@ def main() -> None:
         rss["slope_kib_per_1000"],
         rss.get("baseline_slope_kib_per_1000", float("nan")),
     )
+    growth = Table(
+        "Where the baseline grows (2nd half, lowest per 5 % of frames, per 1000 "
+        "frames): RSS, what malloc holds, what is in use, Python's blocks",
+        ["RSS KiB", "malloc heap KiB", "malloc in use KiB", "Python blocks"],
+    )
+    growth.add(
+        *(
+            rss.get(key, float("nan"))
+            for key in (
+                "baseline_slope_kib_per_1000",
+                "malloc_heap_slope_kib_per_1000",
+                "malloc_in_use_slope_kib_per_1000",
+                "python_blocks_per_1000",
+            )
+        )
+    )
     allocs = Table(
         "Hot path allocations per frame after warm-up (bytes, tracemalloc)",
         [
@@ -269,7 +259,8 @@ def main() -> None:
         ),
     ]
     extra = {"rss_samples": rss["samples"], "top_growth": hot["top_growth"]}
-    report("memory", args, model, [memory, allocs, sites], targets, started, extra)
+    tables = [memory, growth, allocs, sites]
+    report("memory", args, model, tables, targets, started, extra)
 
 
 if __name__ == "__main__":

@@ -94,8 +94,13 @@ def test_tiling_reports_envelope_ratio(tiny_model: Path, tmp_path: Path) -> None
     )
     check_printed(stdout, result, tables=2)
     coverage = result["tables"][0]
-    row = dict(zip(coverage["headers"], coverage["rows"][0], strict=True))
-    assert row["tiles/frame"] >= row["min cover"] > 0
+    shipped, square = (
+        dict(zip(coverage["headers"], row, strict=True)) for row in coverage["rows"][:2]
+    )
+    assert shipped["layout"] == "224 x 160 px, overlap 0"  # configs/demo.yaml
+    assert square["layout"] == "128 px, overlap 16"
+    for row in (shipped, square):  # the tiles cover the envelope: never below 1
+        assert row["tiles/frame"] > 0 and row["pixels inferred / envelope"] >= 1.0
 
 
 def test_mask_cost_splits_check_and_refresh(tiny_model: Path, tmp_path: Path) -> None:
@@ -130,7 +135,8 @@ def test_latency_reports_p99(tiny_model: Path, tmp_path: Path) -> None:
 def test_memory_reports_slope_and_allocations(tmp_path: Path) -> None:
     pytest.importorskip("torch")
     stdout, result = run_benchmark("memory", tmp_path)
-    check_printed(stdout, result, tables=3)
+    check_printed(stdout, result, tables=4)
+    assert "| malloc heap KiB | malloc in use KiB | Python blocks |" in stdout
 
 
 def test_acquisition_from_the_simulated_producer(tmp_path: Path) -> None:
@@ -147,10 +153,13 @@ def test_mask_cost_on_real_photographs(tiny_model: Path, tmp_path: Path) -> None
     if not PHOTOS.is_dir():
         pytest.skip(f"{PHOTOS} is absent")
     stdout, result = run_benchmark("mask_cost", tmp_path, "--model", str(tiny_model))
-    check_printed(stdout, result, tables=2)
+    check_printed(stdout, result, tables=3)
     assert any("real photographs" in t["name"] for t in result["targets"])
     downscales = result["tables"][1]["rows"]
     assert [row[0] for row in downscales] == [2, 4, 6, 8]
+    agreement = result["on_frame_agreement"]
+    assert agreement["same_tile_grid"] <= agreement["frames"]
+    assert 1 <= agreement["grabcut_runs"] <= agreement["frames"]
 
 
 def test_run_all_prints_one_table(tmp_path: Path) -> None:
