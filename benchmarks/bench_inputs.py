@@ -2,9 +2,10 @@
 
 The model: `--model PATH` (an exported ONNX engine with its sidecar; the torch
 backend and other tile sizes also need the `.pt` checkpoint beside it). Without it
-a stand-in is exported once to the scratch folder: the shipped architecture
-(`ModelConfig.cpu_small` with all four switches on) with UNTRAINED weights, which
-is exactly as fast as the trained model but says nothing about detection quality.
+a stand-in is exported once to the scratch folder, for the tile shape the shipped
+`configs/mvtec3d-rope.yaml` asks: the shipped architecture (`ModelConfig.cpu_small`
+with all four switches on) with UNTRAINED weights, which is exactly as fast as the
+trained model but says nothing about detection quality.
 The frames: the real photographs where they lie (never copied) and frames of the
 synthetic line.
 """
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness import SCRATCH
+from harness import ROOT, SCRATCH
+
+from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
 STANDIN_NOTE = (
     "stand-in model: shipped architecture (cpu_small, all switches on), UNTRAINED "
@@ -29,7 +32,7 @@ class BenchModel:
 
     onnx: Path
     checkpoint: Path | None
-    tile: int
+    tile: TileShape  # (height, width) the engine takes
     trained: bool
     note: str
 
@@ -58,19 +61,42 @@ def _standin_checkpoint(path: Path) -> Path:
     return path
 
 
-def export_for_tile(checkpoint: Path, tile: int, out: Path) -> Path:
-    """The ONNX engine of `checkpoint` for `tile` px tiles (exported once, cached)."""
-    from rope_inspect.engine.sidecar import sidecar_path
+def export_for_tile(checkpoint: Path, tile: int | TileShape, out: Path) -> Path:
+    """The ONNX engine of `checkpoint` for `tile` (side or (height, width)) tiles,
+    exported once and cached: a cached file for another shape is replaced."""
+    from rope_inspect.engine.sidecar import read_sidecar, sidecar_path
     from rope_inspect.model.export import export_onnx
 
-    if out.is_file() and sidecar_path(out).is_file():
+    cached = out.is_file() and sidecar_path(out).is_file()
+    if cached and read_sidecar(out).tile_shape == tile_hw(tile):
         return out
-    export_onnx(checkpoint, out, tile=tile)
+    export_onnx(checkpoint, out, tile=tile_hw(tile))
     return out
 
 
-def bench_model(path: Path | None, tile: int = 128) -> BenchModel:
-    """The model named by `--model`, or the untrained stand-in (exported once)."""
+def shipped_tiling(config: str = "mvtec3d-rope") -> Any:
+    """The `tiling` section of a shipped config (read alone: the rest of the file
+    may name data that is not on this machine)."""
+    import yaml
+
+    from rope_inspect.config import TilingConfig
+
+    text = (ROOT / "configs" / f"{config}.yaml").read_text()
+    return TilingConfig.model_validate(yaml.safe_load(text).get("tiling") or {})
+
+
+def tiling_for(tile: int | TileShape, overlap: int = 16, **more: Any) -> Any:
+    """A horizontal rope's `TilingConfig` for tiles of (height, width) `tile`."""
+    from rope_inspect.config import TilingConfig
+
+    height, width = tile_hw(tile)
+    across = None if height == width else height
+    return TilingConfig(tile=width, tile_across=across, overlap=overlap, **more)
+
+
+def bench_model(path: Path | None, tile: int | TileShape | None = None) -> BenchModel:
+    """The model named by `--model`, or the untrained stand-in (exported once) for
+    `tile` (default: the shipped photograph config's tile shape)."""
     from rope_inspect.engine.sidecar import read_sidecar
 
     if path is not None:
@@ -80,14 +106,15 @@ def bench_model(path: Path | None, tile: int = 128) -> BenchModel:
         return BenchModel(
             onnx=path,
             checkpoint=checkpoint if checkpoint.is_file() else None,
-            tile=sidecar.tile,
+            tile=sidecar.tile_shape,
             trained=bool(step),
             note=f"{path} (trained: {getattr(sidecar, 'trained_on', '?')})",
         )
     SCRATCH.mkdir(parents=True, exist_ok=True)
     checkpoint = _standin_checkpoint(SCRATCH / "standin.pt")
-    onnx = export_for_tile(checkpoint, tile, SCRATCH / "standin.onnx")
-    return BenchModel(onnx, checkpoint, tile, trained=False, note=STANDIN_NOTE)
+    shape = tile_hw(tile) if tile is not None else shipped_tiling().shape("horizontal")
+    onnx = export_for_tile(checkpoint, shape, SCRATCH / "standin.onnx")
+    return BenchModel(onnx, checkpoint, shape, trained=False, note=STANDIN_NOTE)
 
 
 def real_photos(folder: Path, limit: int | None = None) -> list[tuple[str, Any]]:

@@ -97,10 +97,14 @@ def inspect_config(
     base = load_inspect_config(SOURCES[source])
     data = base.model_dump()
     work.mkdir(parents=True, exist_ok=True)
+    height, width = model.tile
+    across = height if height != width else None
     _merge(
         data,
         {
             "engine": {"model": model.onnx, "threads": threads},
+            # the engine under test decides the tile shape; overlap as shipped
+            "tiling": {"tile": width, "tile_across": across},
             "calibration": _calibration(base, model, work),
             "store": {"path": work / f"store-{source}"},
             "metrics": {"enabled": False},

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from bench_inputs import bench_model, real_photos, synthetic_frames
+from bench_inputs import bench_model, real_photos, synthetic_frames, tiling_for
 from harness import (
     SCRATCH,
     Table,
@@ -42,8 +42,9 @@ from harness import (
     report,
 )
 
-from rope_inspect.config import EngineConfig, TilingConfig
+from rope_inspect.config import EngineConfig
 from rope_inspect.engine.loader import load_engine
+from rope_inspect.vision.tile_shape import describe
 
 TARGET_SPEEDUP = 2.0
 LEVELS = {
@@ -54,7 +55,7 @@ LEVELS = {
 }
 
 
-def frame_tiles(photos: Path, tile: int) -> tuple[np.ndarray, str]:
+def frame_tiles(photos: Path, tile: tuple[int, int]) -> tuple[np.ndarray, str]:
     """The tiles the daemon would infer for one frame, and where they came from."""
     from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
     from rope_inspect.vision.tiling import RopeTiler
@@ -63,7 +64,7 @@ def frame_tiles(photos: Path, tile: int) -> tuple[np.ndarray, str]:
     name, image = frames[0]
     origin = name if name.startswith("synthetic") else f"real photograph {name}"
     envelope = rope_envelope(grabcut_rope_mask(image).mask, 60)
-    tiler = RopeTiler(TilingConfig(tile=tile))
+    tiler = RopeTiler(tiling_for(tile))
     return tiler.cut(image, tiler.grid_for(envelope)).copy(), origin
 
 
@@ -167,7 +168,8 @@ def main() -> None:
     wall, cpu = timings.wall, timings.cpu
     reference = "torch eager, batched" if "torch eager, batched" in wall else None
     table = Table(
-        f"Engines on {count} tiles of {model.tile} px ({origin}); median of rounds",
+        f"Engines on {count} tiles of {describe(model.tile)} ({origin}); median of "
+        "rounds",
         [
             "case",
             "ms per frame",

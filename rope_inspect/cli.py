@@ -115,6 +115,13 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--overlays", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument(
+        "--tile-across",
+        type=positive_int,
+        default=None,
+        help="inference tile side across the rope in px (default: the recipe's "
+        "eval.tile_across, else square tiles of data.tile)",
+    )
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX with its sidecar")
     p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")

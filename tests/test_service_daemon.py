@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained DRAEM of the real architecture, exported for 128 px tiles."""
+    """An untrained DRAEM of the real architecture, for the demo config's tiles."""
     pytest.importorskip("torch")
     return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
@@ -102,7 +102,7 @@ def test_daemon_inspects_stores_and_accounts_for_every_frame(
     assert summary["accounting_ok"], summary["accounting"]
     taken_dropped_left = frames["taken"] + frames["dropped"] + frames["left_in_ring"]
     assert frames["acquired"] == taken_dropped_left
-    assert summary["tiles"] == 12 * frames["inspected"]  # the demo rope: 12 tiles
+    assert summary["tiles"] == 4 * frames["inspected"]  # the demo rope: 4 tall tiles
     assert summary["defects"] >= 2
     assert summary["stored"] == summary["defects"]
     assert summary["store"]["unwritten"] == []
@@ -178,4 +178,4 @@ def test_an_engine_with_infer_frame_gets_one_frame_call_per_frame(
 
     assert engine.frame_calls == summary["frames"]["inspected"] >= 4
     assert engine.tile_calls == 0
-    assert summary["tiles"] == 12 * engine.frame_calls
+    assert summary["tiles"] == 4 * engine.frame_calls

@@ -78,6 +78,42 @@ def test_vertical_rope_gets_a_column_band() -> None:
     assert not (envelope & ~_covered(grid.windows, envelope.shape)).any()
 
 
+def test_a_tile_as_tall_as_the_band_covers_it_in_one_row() -> None:
+    envelope = _band(10, 210)  # a 200 px band: two rows of 128 px squares
+    squares = tile_grid(envelope, 128, 16, 0.02)
+    tall = tile_grid(envelope, (224, 128), 16, 0.02)
+    assert len(set(squares.origins[:, 0].tolist())) == 2
+    assert set(tall.origins[:, 0].tolist()) == {0}, "one row, inside the frame"
+    assert tall.count == squares.count // 2 and tall.tile == (224, 128)
+    assert not (envelope & ~_covered(tall.windows, envelope.shape)).any()
+    assert tall.tiles_per_covered() == pytest.approx(8 * 224 * 128 / (200 * 900))
+    ratio = tall.tiles_per_covered() / squares.tiles_per_covered()
+    assert ratio == pytest.approx(224 / 256), "one 224 px row instead of two 128 px"
+
+
+def test_tall_tiles_stitch_and_cut_with_their_shape() -> None:
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    tiler = RopeTiler(TilingConfig(tile=128, tile_across=224, overlap=16))
+    envelope = _band(20, 200, 0.01)
+    grid = tiler.grid_for(envelope)
+    tiles = tiler.cut(image, grid)
+    assert tiles.shape == (grid.count, 224, 128, 3)
+    y, x = grid.origins[-1]
+    np.testing.assert_array_equal(tiles[-1], image[y : y + 224, x : x + 128])
+    frame_map = tiler.stitch(np.full((grid.count, 1, 224, 128), 0.25, np.float32), grid)
+    np.testing.assert_allclose(frame_map[envelope], 0.25, rtol=1e-6)
+
+
+def test_vertical_rope_turns_the_tall_tile_across_it() -> None:
+    envelope = _band(10, 210).T.copy()  # 900 x 224, rope along y
+    grid = tile_grid(envelope, (128, 224), 16, 0.02, axis="vertical")
+    assert set(grid.origins[:, 1].tolist()) == {0} and grid.count == 8
+    assert all(w[0].stop - w[0].start == 128 for w in grid.windows)
+    assert all(w[1].stop - w[1].start == 224 for w in grid.windows)
+    assert not (envelope & ~_covered(grid.windows, envelope.shape)).any()
+
+
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ConfigError, match="overlap"):
         tile_grid(_band(80, 140), T, T, 0.0)

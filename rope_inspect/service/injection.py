@@ -28,8 +28,9 @@ from rope_inspect.acquisition.base import (
     SourceWrapper,
 )
 from rope_inspect.engine.base import check_finite
-from rope_inspect.engine.sidecar import sidecar_path
+from rope_inspect.engine.sidecar import read_sidecar, sidecar_path
 from rope_inspect.errors import EngineError, SourceError, SourceLost
+from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
 
 class FlakySource(SourceWrapper):
@@ -175,13 +176,18 @@ class SpotEngine:
         self.inner.close()
 
 
-def export_tiny_model(path: Path, tile: int = 128) -> Path:
+# (height, width) of the tiles of the shipped configs (configs/demo.yaml)
+SHIPPED_TILE = (224, 160)
+
+
+def export_tiny_model(path: Path, tile: int | TileShape = SHIPPED_TILE) -> Path:
     """Export an untrained, very small DRAEM of the real architecture (tests, soak).
 
-    Never a demo model: its maps are flat noise. Exported once per path (the ONNX
-    file and its sidecar); needs torch (the `train` extra).
+    Never a demo model: its maps are flat noise. Exported once per path and tile
+    shape (the ONNX file and its sidecar); needs torch (the `train` extra).
     """
-    if path.is_file() and sidecar_path(path).is_file():
+    cached = path.is_file() and sidecar_path(path).is_file()
+    if cached and read_sidecar(path).tile_shape == tile_hw(tile):
         return path
     import torch
 
@@ -193,5 +199,5 @@ def export_tiny_model(path: Path, tile: int = 128) -> Path:
     model_cfg = ModelConfig.cpu_small(
         recon_width=4, seg_width=4, depth=2, transformer=False, aspp=False
     )
-    export_onnx(DraemModel(model_cfg), path, tile=tile)
+    export_onnx(DraemModel(model_cfg), path, tile=tile_hw(tile))
     return path

@@ -66,6 +66,12 @@ def eval_command(args: argparse.Namespace) -> int:
         which = stored.eval.checkpoint
     checkpoint = resolve_checkpoint(run, which)
     out = args.out or checkpoint.parent / "eval"
-    report = evaluate_checkpoint(checkpoint, args.data, out, overlays=args.overlays)
+    report = evaluate_checkpoint(
+        checkpoint,
+        args.data,
+        out,
+        overlays=args.overlays,
+        tile_across=getattr(args, "tile_across", None),
+    )
     print(json.dumps({"out": str(out), **report["metrics"]}, indent=2))
     return 0

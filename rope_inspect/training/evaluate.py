@@ -31,6 +31,7 @@ from rope_inspect.training.data import MvtecLayout, TestSample, read_image, read
 from rope_inspect.training.metrics import detection_metrics
 from rope_inspect.training.plots import overlay_image, plot_pr, plot_roc, write_overlay
 from rope_inspect.vision.rope_mask import MaskCache, rope_envelope
+from rope_inspect.vision.tile_shape import TileShape, oriented, tile_hw
 
 log = get_logger(__name__)
 
@@ -51,34 +52,48 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 @torch.no_grad()
 def infer_image(
-    model: DraemModel, image: np.ndarray, tile: int, overlap: int, batch_size: int
+    model: DraemModel,
+    image: np.ndarray,
+    tile: int | TileShape,
+    overlap: int,
+    batch_size: int,
 ) -> np.ndarray:
-    """Stitched anomaly map (H x W float32) of an RGB uint8 image; overlaps averaged."""
+    """Stitched anomaly map (H x W float32) of an RGB uint8 image; overlaps averaged.
+
+    `tile` is a square side or the (height, width) of every tile."""
     height, width = image.shape[:2]
+    tile_h, tile_w = tile_hw(tile)
     boxes = [
         (top, left)
-        for top in tile_starts(height, tile, overlap)
-        for left in tile_starts(width, tile, overlap)
+        for top in tile_starts(height, tile_h, overlap)
+        for left in tile_starts(width, tile_w, overlap)
     ]
     total = np.zeros((height, width), np.float32)
     count = np.zeros((height, width), np.float32)
     for first in range(0, len(boxes), batch_size):
         chunk = boxes[first : first + batch_size]
-        tiles = np.stack([image[t : t + tile, x : x + tile] for t, x in chunk])
+        tiles = np.stack([image[t : t + tile_h, x : x + tile_w] for t, x in chunk])
         batch = torch.from_numpy(tiles).permute(0, 3, 1, 2).float() / 255.0
         maps, _scores = model(batch)
         maps_np = maps[:, 0].numpy()
         for (top, left), tile_map in zip(chunk, maps_np, strict=True):
-            total[top : top + tile, left : left + tile] += tile_map
-            count[top : top + tile, left : left + tile] += 1.0
+            total[top : top + tile_h, left : left + tile_w] += tile_map
+            count[top : top + tile_h, left : left + tile_w] += 1.0
     return total / np.maximum(count, 1.0)
+
+
+def eval_tile(cfg: TrainConfig) -> TileShape:
+    """(height, width) of the inference tiles: data.tile along the rope,
+    eval.tile_across (default data.tile) across it."""
+    across = cfg.eval.tile_across or cfg.data.tile
+    return oriented(cfg.data.tile, across, cfg.data.rope_axis)
 
 
 def _score_image(
     model: DraemModel, cfg: TrainConfig, image: np.ndarray, cache: MaskCache
 ) -> tuple[np.ndarray, np.ndarray, float]:
     raw = infer_image(
-        model, image, cfg.data.tile, cfg.eval.overlap, cfg.eval.batch_size
+        model, image, eval_tile(cfg), cfg.eval.overlap, cfg.eval.batch_size
     )
     if cfg.eval.smoothing_sigma > 0:
         raw = gaussian_filter(raw, cfg.eval.smoothing_sigma, mode="nearest")
@@ -133,9 +148,15 @@ def evaluate_checkpoint(
     out: Path,
     overlays: bool = True,
     mask_cache: Path | None = None,
+    tile_across: int | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays."""
+    """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays.
+
+    `tile_across` overrides the recipe's eval.tile_across (tiles across the rope)."""
     model, cfg, step = load_checkpoint(checkpoint)
+    if tile_across is not None:
+        section = cfg.eval.model_copy(update={"tile_across": tile_across})
+        cfg = cfg.model_copy(update={"eval": section})
     model.eval()
     torch.set_num_threads(cfg.threads)
     root = data_root or cfg.data.root
@@ -172,6 +193,8 @@ def evaluate_checkpoint(
         "images": len(samples),
         "pixel_metrics_region": "all pixels, map zeroed outside the rope envelope",
         "envelope_margin_px": cfg.eval.envelope_margin_px,
+        "tile": list(eval_tile(cfg)),
+        "overlap": cfg.eval.overlap,
         "smoothing_sigma": cfg.eval.smoothing_sigma,
         "metrics": metrics,
         "scores": {
