@@ -85,7 +85,7 @@ class LatencyProbe:
                 self._attached = True
             chained(taken)
 
-        daemon.on_frame = on_frame
+        daemon.on_frame = on_frame  # type: ignore[method-assign, assignment]
 
     def observe(self, frame: Any, inspected: bool) -> None:
         if not inspected or self.recorder is None:

@@ -104,7 +104,7 @@ def model_path(args: argparse.Namespace) -> Path:
         skip_connections=True, dual_attention=True, transformer=True, aspp=True
     )
     path = args.out / "random-paper.onnx"
-    export_onnx(DraemModel(cfg).eval(), path, tile=args.tile)
+    export_onnx(DraemModel(cfg).eval(), path, tile=(args.tile_height, args.tile))
     return path
 
 
@@ -169,7 +169,7 @@ def tensorrt_rows(
             part = np.ascontiguousarray(tiles[:batch])
             times = timed(partial(engine.infer, part), secs, _no_sync)
             rows.append(row_of(f"tensorrt-{sidecar.precision}", batch, times))
-        frame_row = frame_throughput(engine, sidecar.tile, secs)
+        frame_row = frame_throughput(engine, sidecar.tile_shape, secs)
         frame_row["backend"] = f"tensorrt-{sidecar.precision} cuda tiling (frame)"
         rows.append(frame_row)
     finally:
@@ -177,12 +177,12 @@ def tensorrt_rows(
     return rows
 
 
-def frame_throughput(engine: Any, tile: int, secs: float) -> Row:
+def frame_throughput(engine: Any, tile: tuple[int, int], secs: float) -> Row:
     """Whole frames through `infer_frame` (band upload, GPU cut/stitch/mask)."""
     from rope_inspect.vision.tiling import tile_grid
 
-    image, envelope = typical_frame(tile)
-    grid = tile_grid(envelope, tile, tile // 8, 0.02)
+    image, envelope = typical_frame()
+    grid = tile_grid(envelope, tile, 0, 0.02)
     out = np.empty(grid.shape, np.float32)
     times = timed(partial(engine.infer_frame, image, grid, out), secs, _no_sync)
     row = row_of("", grid.count, times)
@@ -190,7 +190,7 @@ def frame_throughput(engine: Any, tile: int, secs: float) -> Row:
     return row
 
 
-def typical_frame(tile: int) -> tuple[np.ndarray, np.ndarray]:
+def typical_frame() -> tuple[np.ndarray, np.ndarray]:
     """A real rope photo and its envelope if the data is here, else a synthetic one."""
     from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
 
@@ -201,7 +201,7 @@ def typical_frame(tile: int) -> tuple[np.ndarray, np.ndarray]:
     else:
         image = np.full((224, 900, 3), 40, np.uint8)
         image[80:140] = (
-            parity.synthetic_rope_tiles(60, 15)
+            parity.synthetic_rope_tiles((60, 60), 15)
             .transpose(1, 0, 2, 3)
             .reshape(60, 900, 3)
         )
@@ -266,7 +266,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=ROOT / "engines" / "mvtec3d-rope.onnx")
     p.add_argument("--random-model", action="store_true")
-    p.add_argument("--tile", type=int, default=128, help="tile of --random-model")
+    p.add_argument("--tile", type=int, default=160, help="tile width, --random-model")
+    p.add_argument("--tile-height", type=int, default=224, help="its tile height")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu-checks")
     p.add_argument("--max-batch", type=int, default=32)
     p.add_argument("--frame-batch", type=int, default=None,
@@ -276,20 +277,20 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def frame_batch(args: argparse.Namespace, tile: int) -> int:
+def frame_batch(args: argparse.Namespace, tile: tuple[int, int]) -> int:
     if args.frame_batch:
         return int(args.frame_batch)
     from rope_inspect.vision.tiling import tile_grid
 
-    _, envelope = typical_frame(tile)
-    return max(1, min(tile_grid(envelope, tile, tile // 8, 0.02).count, args.max_batch))
+    _, envelope = typical_frame()
+    return max(1, min(tile_grid(envelope, tile, 0, 0.02).count, args.max_batch))
 
 
 def run_checks(
     args: argparse.Namespace, found: dict[str, str], missing: list[str]
 ) -> dict[str, Any]:
     model = model_path(args)
-    tile = read_sidecar(model).tile
+    tile = read_sidecar(model).tile_shape
     batches = sorted({1, frame_batch(args, tile)})
     tiles, where = parity.fixed_tiles(tile, max(batches), parity.default_data_root())
     report: dict[str, Any] = {"environment": found, "model": str(model), "tile": tile,

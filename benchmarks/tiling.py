@@ -180,7 +180,8 @@ def tradeoff(args: Any, model: Any, ropes: dict[str, list[dict[str, Any]]]) -> T
     engines = layout_engines(model, args.threads, layouts)
     group = next(iter(ropes))
     sample = ropes[group][: pick(args, 1, 3, 6)]
-    cases, grids = {}, {}
+    cases: dict[str, Any] = {}
+    grids: dict[str, list[TileGrid]] = {}
     for tile, overlap in layouts:
         tiling = tiling_for(tile, overlap, min_rope_fraction=MIN_FRACTION)
         key = layout_name(tile, overlap)
