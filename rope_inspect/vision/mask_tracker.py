@@ -105,7 +105,7 @@ class RopeMaskTracker:
         self.wait_idle()
         self._probe = EdgeProbe(image.shape, self.axis, self.cfg.downscale)
         self._worker_probe = EdgeProbe(image.shape, self.axis, self.cfg.downscale)
-        self._snapshot = np.empty_like(image)
+        self._snapshot = None if self.on_frame else np.empty_like(image)
         self._pending = None
         self._since_refresh = 0
         envelope = self._adopt(self._compute(image, self._worker_probe, "first_frame"))
