@@ -14,7 +14,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rope_inspect.errors import EngineMismatch
-from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
+from rope_inspect.vision.tile_shape import (
+    TileShape,
+    config_keys,
+    describe,
+    tile_hw,
+)
 
 SIDECAR_SUFFIX = ".json"
 
@@ -112,11 +117,60 @@ def read_sidecar(engine_path: Path) -> Sidecar:
         raise EngineMismatch(f"sidecar {path} cannot be read: {exc}", rebuild) from exc
 
 
-def _tile_settings(shape: TileShape) -> str:
-    height, width = shape
-    if height == width:
-        return f"tiling.tile: {width}"
-    return f"tiling.tile / tiling.tile_across for {height} x {width} px tiles"
+def _stride(sidecar: Sidecar) -> int | None:
+    """The model's multiple (2 ** depth) from the sidecar's architecture, if told."""
+    depth = sidecar.architecture.get("depth")
+    return 2**depth if isinstance(depth, int) and 0 <= depth <= 10 else None
+
+
+def _tile_mismatch(engine_path: Path, sidecar: Sidecar, wanted: TileShape) -> str:
+    """The hint for an engine built for other tiles than the config asks."""
+    have = sidecar.tile_shape
+    keep = f"or set {config_keys(have, 'horizontal')} in the config"
+    if have[0] != have[1]:
+        keep += f" (a horizontal rope; vertical: {config_keys(have, 'vertical')})"
+    height, width = wanted
+    stride = _stride(sidecar)
+    if stride and (height % stride or width % stride):
+        rounded = (-(-height // stride) * stride, -(-width // stride) * stride)
+        return (
+            f"the config's tile sides must be multiples of the model's stride "
+            f"{stride} px (e.g. {describe(rounded)}); then re-export the engine for "
+            f"them, {keep}"
+        )
+    flag = f"--tile {width}" + (f" --tile-height {height}" if height != width else "")
+    return (
+        f"re-export with {flag}: rope-inspect export --run <run folder> --out "
+        f"{engine_path} {flag}, {keep}"
+    )
+
+
+def check_onnx_input(engine_path: Path, sidecar: Sidecar) -> None:
+    """Refuse an ONNX engine whose graph takes other tiles than its sidecar says (a
+    sidecar edited by hand or copied from another export)."""
+    import onnx  # the graph is read without its weights' external data
+
+    try:
+        graph = onnx.load(str(engine_path), load_external_data=False).graph
+        dims = graph.input[0].type.tensor_type.shape.dim
+    except Exception as exc:  # protobuf DecodeError, OSError, no input: re-raised
+        raise EngineMismatch(
+            f"engine {engine_path} is not a readable ONNX graph: {exc}",
+            f"re-export it: rope-inspect export --run <run folder> --out {engine_path}",
+        ) from exc
+    sides = [int(d.dim_value) for d in dims]
+    if len(sides) != 4 or not sides[1] or not sides[2]:
+        return  # not a fixed N x h x w x 3 input: the backend's own check refuses it
+    graph_hw = (sides[1], sides[2])
+    if graph_hw != sidecar.tile_shape:
+        raise EngineMismatch(
+            f"engine {engine_path} takes {describe(graph_hw)} tiles but its sidecar "
+            f"says {describe(sidecar.tile_shape)} (tile {sidecar.tile}, tile_height "
+            f"{sidecar.tile_height})",
+            "the sidecar was edited or belongs to another export: re-export the "
+            f"engine (rope-inspect export --run <run folder> --out {engine_path}) "
+            "so file and sidecar are written together",
+        )
 
 
 def check_sidecar(
@@ -132,16 +186,10 @@ def check_sidecar(
     """
     wanted = tile_hw(tile)
     if sidecar.tile_shape != wanted:
-        height, width = wanted
-        flag = f"--tile {width}"
-        if height != width:
-            flag += f" --tile-height {height}"
         raise EngineMismatch(
             f"engine {engine_path} was built for {describe(sidecar.tile_shape)} tiles, "
             f"config asks {describe(wanted)}",
-            f"re-export with {flag}: rope-inspect export --run <run folder> --out "
-            f"{engine_path} {flag}, or set {_tile_settings(sidecar.tile_shape)} in the "
-            "config",
+            _tile_mismatch(engine_path, sidecar, wanted),
         )
     if sidecar.channel_order != channel_order:
         raise EngineMismatch(
@@ -159,3 +207,5 @@ def check_sidecar(
             "was replaced or corrupted",
             "rebuild or re-export the engine so file and sidecar are written together",
         )
+    if sidecar.format == "onnx" and engine_path.suffix == ".onnx":
+        check_onnx_input(engine_path, sidecar)

@@ -3,11 +3,14 @@
 `preflight` checks everything about a config that can be checked without opening the
 camera, the engine or the store, in the order `run` needs them: the calibration loads
 and belongs to this line, the engine's sidecar matches the config (tile size, channel
-order, file hash), the replay folder or the camera's GenTL producer exists, the defect
-store folder and the `--report` file can be written, the metrics port is free. `run`
-calls it before it opens anything, and `validate-config` calls the same function, so
-the two fail on the same config with the same error. A calibration measured with
-another engine is not refused (the thresholds may still be right) but warned about.
+order, file hash, the ONNX graph's input), the replay folder or the camera's GenTL
+producer exists (and the synthetic line is horizontal), one tile fits the frame where
+its size is known without the camera (synthetic size, camera AOI, the replay's
+images), the defect store folder and the `--report` file can be written, the metrics
+port is free. `run` calls it before it opens anything, and `validate-config` calls the
+same function, so the two fail on the same config with the same error. A calibration
+measured with another engine is not refused (the thresholds may still be right) but
+warned about.
 """
 
 from __future__ import annotations
@@ -19,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rope_inspect.acquisition.replay import list_images
+from rope_inspect.acquisition.replay import ReplaySource, list_images
 from rope_inspect.config import InspectConfig
 from rope_inspect.decision.calibration import Calibration, load_calibration
 from rope_inspect.engine import loader
 from rope_inspect.engine.sidecar import Sidecar, check_sidecar
-from rope_inspect.errors import ConfigError, SourceError
+from rope_inspect.errors import ConfigError, DataError, SourceError
 from rope_inspect.log import get_logger
+from rope_inspect.vision.tiling import check_tile_fits
 
 if TYPE_CHECKING:
     from rope_inspect.engine.base import Engine
@@ -66,6 +70,7 @@ def preflight(
     warnings = engine_hash_warnings(cfg, calibration, sidecar)
     if not source_given:
         check_source(cfg)
+        check_frame_fits_tile(cfg)
     check_writable_folder(cfg.store.path, "store.path")
     if report is not None:
         check_report_path(report)
@@ -132,11 +137,50 @@ def check_source(cfg: InspectConfig) -> None:
                 f"no images (png, jpg, bmp, tif) under {source.path}",
                 "point source.path at a folder that holds the frames to replay",
             )
+    elif source.kind == "synthetic" and cfg.line.rope_axis != "horizontal":
+        raise ConfigError(
+            "the synthetic line renders a horizontal rope, the config says "
+            f"line.rope_axis: {cfg.line.rope_axis}",
+            "set line.rope_axis: horizontal for the synthetic source, or replay "
+            "frames of a vertical rope (source.kind: replay)",
+        )
     elif source.kind == "genicam" and not source.cti.is_file():
         raise SourceError(
             f"GenTL producer {source.cti} not found",
             "install the camera vendor's SDK and set source.cti to its .cti file",
         )
+
+
+def frame_size(cfg: InspectConfig) -> tuple[tuple[int, int], str] | None:
+    """(height, width) of the frames and where that was read, when known without
+    opening the camera: the synthetic size, the camera's AOI, the replay's frames
+    (the size the replay itself settles on: its images' most common size)."""
+    source = cfg.source
+    if source.kind == "synthetic":
+        return (source.height, source.width), "source.width / source.height"
+    if source.kind == "genicam":
+        if source.aoi is None:
+            return None  # the camera's own size: checked on the first frame
+        return (source.aoi[3], source.aoi[2]), "source.aoi"
+    replay = ReplaySource(source)
+    replay.open()
+    try:
+        height, width, _ = replay.frame_shape
+    finally:
+        replay.close()
+    return (height, width), f"the images in {source.path}"
+
+
+def check_frame_fits_tile(cfg: InspectConfig) -> None:
+    """One tile fits the frame (otherwise every frame would fail in the tiling)."""
+    known = frame_size(cfg)
+    if known is None:
+        return
+    frame, origin = known
+    try:
+        check_tile_fits(frame, cfg.tile_shape, cfg.line.rope_axis)
+    except DataError as exc:
+        raise ConfigError(f"{exc.message}; frame size from {origin}", exc.hint) from exc
 
 
 def _existing_ancestor(path: Path) -> Path:

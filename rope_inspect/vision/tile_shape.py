@@ -28,3 +28,20 @@ def describe(tile: int | tuple[int, int] | list[int]) -> str:
 def oriented(along: int, across: int, axis: str) -> TileShape:
     """(height, width) of a tile `along` px along the rope and `across` px across."""
     return (along, across) if axis == "vertical" else (across, along)
+
+
+def side_keys(axis: str) -> tuple[str, str]:
+    """The config keys that set a tile's (height, width) on a line along `axis`."""
+    along, across = "tiling.tile", "tiling.tile_across"
+    return (along, across) if axis == "vertical" else (across, along)
+
+
+def config_keys(tile: int | tuple[int, int] | list[int], axis: str) -> str:
+    """The tiling settings that give (height, width) tiles on a line along `axis`:
+    'tiling.tile: 160, tiling.tile_across: 224' ('... with no tiling.tile_across'
+    for a square tile)."""
+    height, width = tile_hw(tile)
+    if height == width:
+        return f"tiling.tile: {width} with no tiling.tile_across"
+    along, across = (height, width) if axis == "vertical" else (width, height)
+    return f"tiling.tile: {along}, tiling.tile_across: {across}"

@@ -22,7 +22,7 @@ import numpy as np
 from rope_inspect.config import TilingConfig
 from rope_inspect.errors import ConfigError, DataError
 from rope_inspect.log import get_logger
-from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
+from rope_inspect.vision.tile_shape import TileShape, describe, side_keys, tile_hw
 
 log = get_logger(__name__)
 
@@ -97,18 +97,42 @@ def _origins_horizontal(
     return origins
 
 
-def _check_grid_args(shape: tuple[int, ...], tile: TileShape, overlap: int) -> None:
+def check_tile_fits(
+    frame: tuple[int, ...], tile: int | TileShape, axis: str = "horizontal"
+) -> None:
+    """Refuse a (height, width) `frame` that one `tile` does not fit in, naming the
+    tiling key to shrink for a line along `axis`."""
+    tile = tile_hw(tile)
+    if len(frame) == 2 and frame[0] >= tile[0] and frame[1] >= tile[1]:
+        return
+    if len(frame) != 2:
+        raise ValueError(f"a {frame} frame is not an H x W image")
+    too_big = [
+        f"{key} {side} > frame {name} {limit} px"
+        for key, side, limit, name in zip(
+            side_keys(axis), tile, frame, ("height", "width"), strict=True
+        )
+        if side > limit
+    ]
+    raise DataError(
+        f"a {frame[0]} x {frame[1]} px frame is smaller than one {describe(tile)} "
+        f"tile ({'; '.join(too_big)})",
+        "set the tile sides no larger than the frame (and multiples of the model's "
+        "stride, 16 for the shipped models), then export an engine for them "
+        "(rope-inspect export --tile W --tile-height H); or use a larger frame "
+        "(source width / height, camera AOI)",
+    )
+
+
+def _check_grid_args(
+    shape: tuple[int, ...], tile: TileShape, overlap: int, axis: str
+) -> None:
     if overlap >= min(tile):
         raise ConfigError(
             f"tiling.overlap {overlap} must be smaller than the tile's sides {tile}",
             f"set tiling.overlap below {min(tile)} (a quarter of the tile is plenty)",
         )
-    if len(shape) != 2 or shape[0] < tile[0] or shape[1] < tile[1]:
-        raise DataError(
-            f"a {shape} frame is smaller than one {describe(tile)} tile",
-            "use smaller tiling.tile / tiling.tile_across (and an engine exported for "
-            "them) or a larger AOI",
-        )
+    check_tile_fits(shape, tile, axis)
 
 
 def tile_grid(
@@ -121,7 +145,7 @@ def tile_grid(
     """The tiles over the bool H x W rope `envelope` (see the module docstring);
     `tile` is a square side or the (height, width) of every tile in the frame."""
     tile_h, tile_w = shape = tile_hw(tile)
-    _check_grid_args(envelope.shape, shape, overlap)
+    _check_grid_args(envelope.shape, shape, overlap, axis)
     if axis == "vertical":
         across_first = (tile_w, tile_h)
         swapped = _origins_horizontal(envelope.T, across_first, overlap, min_fraction)
