@@ -120,7 +120,14 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=None,
         help="inference tile side across the rope in px (default: the recipe's "
-        "eval.tile_across, else square tiles of data.tile)",
+        "eval.tile_across, else square tiles)",
+    )
+    p.add_argument(
+        "--tile-along",
+        type=positive_int,
+        default=None,
+        help="inference tile side along the rope in px (default: the recipe's "
+        "eval.tile_along, else data.tile); with --tile-across the daemon's layout",
     )
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX with its sidecar")

@@ -184,7 +184,7 @@ def test_a_run_that_inspected_nothing_fails_and_says_why_last(
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(6):  # the lens cap is on
-        cv2.imwrite(str(folder / f"{i:03d}.png"), np.zeros((128, 256, 3), np.uint8))
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.zeros((224, 256, 3), np.uint8))
     replay = {"kind": "replay", "path": folder, "realtime": False, "loop": False}
     config = _config_file(tmp_path, tiny_model, source=replay)
     report = tmp_path / "report.json"

@@ -191,7 +191,7 @@ class OnnxRuntimeEngine:
         except Exception as exc:  # ORT raises its own exception types
             raise EngineError(
                 f"engine {self.name} failed on {count} tiles: {exc}",
-                "check that the ONNX outputs are anomaly_map N x 1 x T x T and score N",
+                "check that the ONNX outputs are anomaly_map N x 1 x h x w and score N",
             ) from exc
 
     def infer(self, tiles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

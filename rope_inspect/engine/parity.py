@@ -26,7 +26,7 @@ import numpy as np
 from rope_inspect.errors import EngineError
 from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
-# (tiles uint8 N x T x T x 3) -> (maps float32 N x 1 x T x T, scores float32 N)
+# (tiles uint8 N x h x w x 3) -> (maps float32 N x 1 x h x w, scores float32 N)
 InferFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 DATA_ENV = "ROPE_INSPECT_DATA"

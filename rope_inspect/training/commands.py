@@ -72,6 +72,7 @@ def eval_command(args: argparse.Namespace) -> int:
         out,
         overlays=args.overlays,
         tile_across=getattr(args, "tile_across", None),
+        tile_along=getattr(args, "tile_along", None),
     )
     print(json.dumps({"out": str(out), **report["metrics"]}, indent=2))
     return 0

@@ -84,12 +84,19 @@ class EvalSection(StrictModel):
     """How `rope-inspect eval` turns tile maps into image maps and scores."""
 
     overlap: int = Field(64, ge=0, le=512, description="overlap of inference tiles, px")
+    tile_along: int | None = Field(
+        None,
+        ge=32,
+        le=1024,
+        description="inference tile side along the rope, px (unset: data.tile); the "
+        "daemon's tiling.tile",
+    )
     tile_across: int | None = Field(
         None,
         ge=32,
         le=1024,
-        description="inference tile side across the rope, px (unset: data.tile, "
-        "square); evaluate the daemon's tiling.tile_across with the same value",
+        description="inference tile side across the rope, px (unset: the side along, "
+        "square); the daemon's tiling.tile_across",
     )
     smoothing_sigma: float = Field(
         4.0, ge=0.0, le=64.0, description="Gaussian sigma applied to the stitched map"

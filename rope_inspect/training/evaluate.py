@@ -41,7 +41,8 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     if length < tile:
         raise DataError(
             f"image side {length} px is smaller than the {tile} px tile",
-            "evaluate with a smaller data.tile",
+            "evaluate with smaller tiles: --tile-along / --tile-across "
+            "(eval.tile_along / eval.tile_across in the recipe)",
         )
     stride = max(1, tile - overlap)
     starts = list(range(0, length - tile + 1, stride))
@@ -83,10 +84,11 @@ def infer_image(
 
 
 def eval_tile(cfg: TrainConfig) -> TileShape:
-    """(height, width) of the inference tiles: data.tile along the rope,
-    eval.tile_across (default data.tile) across it."""
-    across = cfg.eval.tile_across or cfg.data.tile
-    return oriented(cfg.data.tile, across, cfg.data.rope_axis)
+    """(height, width) of the inference tiles: eval.tile_along (default data.tile)
+    along the rope, eval.tile_across (default: the side along) across it."""
+    along = cfg.eval.tile_along or cfg.data.tile
+    across = cfg.eval.tile_across or along
+    return oriented(along, across, cfg.data.rope_axis)
 
 
 def _score_image(
@@ -149,14 +151,17 @@ def evaluate_checkpoint(
     overlays: bool = True,
     mask_cache: Path | None = None,
     tile_across: int | None = None,
+    tile_along: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays.
 
-    `tile_across` overrides the recipe's eval.tile_across (tiles across the rope)."""
+    `tile_across` / `tile_along` override the recipe's eval.tile_across / tile_along
+    (the daemon's tiling.tile_across / tiling.tile)."""
     model, cfg, step = load_checkpoint(checkpoint)
-    if tile_across is not None:
-        section = cfg.eval.model_copy(update={"tile_across": tile_across})
-        cfg = cfg.model_copy(update={"eval": section})
+    sides = {"tile_across": tile_across, "tile_along": tile_along}
+    changes = {key: value for key, value in sides.items() if value is not None}
+    if changes:
+        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=changes)})
     model.eval()
     torch.set_num_threads(cfg.threads)
     root = data_root or cfg.data.root
