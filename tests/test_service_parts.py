@@ -117,6 +117,13 @@ def _truth(defect_id: int, kind: str, position: float) -> TruthDefect:
     )
 
 
+FOUND_AFTER = {
+    3: FoundDefect(2, (90, 40, 110, 60), 0.255, 0.02),  # cut 1: found
+    6: FoundDefect(6, (90, 40, 110, 60), 0.63, 0.02),  # fuzz 2: 0.03 off
+    7: FoundDefect(7, (0, 0, 10, 10), 0.45, 0.01),  # nothing there
+}
+
+
 def test_synthetic_scorer_recall_per_type_and_false_alarms_per_100m() -> None:
     scorer = SyntheticScorer(mm_per_px=1.0, axis="horizontal", tolerance_m=0.01)
     # frames 0.2 m wide (200 px at 1 mm/px), every 0.1 m: 1.0 m + 0.1 m covered
@@ -129,10 +136,8 @@ def test_synthetic_scorer_recall_per_type_and_false_alarms_per_100m() -> None:
         if i == 8:
             truth.append(_truth(3, "cut", 0.8))
         scorer.observe(_frame(i, 0.1 * i, truth), inspected=i != 8)
-
-    scorer.add(FoundDefect(2, (90, 40, 110, 60), 0.255, 0.02))  # cut 1: found
-    scorer.add(FoundDefect(6, (90, 40, 110, 60), 0.63, 0.02))  # fuzz 2: 0.03 off
-    scorer.add(FoundDefect(7, (0, 0, 10, 10), 0.45, 0.01))  # nothing there
+        if i in FOUND_AFTER:  # the decision emits a defect after its frames
+            scorer.add(FOUND_AFTER[i])
     report = scorer.report()
 
     assert report["rope_inspected_m"] == pytest.approx(1.1)
@@ -269,3 +274,29 @@ def test_rate_meter_and_stage_times() -> None:
     assert 10.0 < times.average_ms()["engine"] < 30.0
     assert times.max_ms()["engine"] == pytest.approx(30.0)
     assert [stage for stage, _ in seen] == ["engine", "engine"]
+
+
+def test_synthetic_scorer_stays_flat_on_a_long_line_and_counts_the_same() -> None:
+    """Records the rope has carried far past are folded into counts as it goes."""
+    scorer = SyntheticScorer(mm_per_px=1.0, axis="horizontal", tolerance_m=0.01)
+    # 0.2 m frames every 0.1 m; a cut every 0.5 m, each seen in two frames; every
+    # other one found; a false alarm every 2 m
+    for i in range(2000):
+        position = 0.1 * i
+        truth = []
+        for k in (i // 5 - 1, i // 5):
+            centre = 0.5 * k + 0.25
+            if k >= 0 and abs(centre - position) < 0.1:
+                truth.append(_truth(k, "cut", centre))
+        scorer.observe(_frame(i, position, truth), inspected=True)
+        if i % 5 == 4 and (i // 5) % 2 == 0:
+            centre = 0.5 * (i // 5) + 0.25
+            scorer.add(FoundDefect(i, (90, 40, 110, 60), centre + 0.004, 0.02))
+        if i % 20 == 10:
+            scorer.add(FoundDefect(i, (0, 0, 10, 10), position + 0.05, 0.01))
+        assert len(scorer.truth) <= 4 and len(scorer.found) <= 8, i
+    report = scorer.report()
+    cuts = report["per_type"]["cut"]
+    assert cuts["seen"] == report["defects_rendered_seen"] == 400
+    assert cuts["found"] == 200 and cuts["missed"] == 200
+    assert report["false_alarms"] == 100 and report["stored_defects"] == 300
