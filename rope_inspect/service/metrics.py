@@ -108,12 +108,18 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        # each stage's labelled child, made on its first observation and kept
+        # (labels() builds a key per call)
+        self._stage_children: dict[str, Any] = {}
         self.registry.register(SnapshotCollector(snapshot))
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     def observe_stage(self, stage: str, seconds: float) -> None:
-        self.stage_seconds.labels(stage=stage).observe(seconds)
+        child = self._stage_children.get(stage)
+        if child is None:
+            child = self._stage_children[stage] = self.stage_seconds.labels(stage=stage)
+        child.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
