@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
@@ -85,6 +86,28 @@ def test_envelope_fills_holes_and_widens() -> None:
     assert wide[31:69, 30].all()
     assert not wide[:28].any() and not wide[72:].any()
     assert not rope_envelope(np.zeros((10, 10), bool), 5).any()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_envelope_is_the_exact_euclidean_widening_of_the_filled_band(seed: int) -> None:
+    """Against OpenCV's precise distance transform of the filled band: same pixels,
+    for a wavy rope with gaps (columns without rope) and a band touching the frame."""
+    rng = np.random.default_rng(seed)
+    height, width, margin = 120, 300, int(rng.integers(5, 40))
+    centre = 60 + 25 * np.sin(np.arange(width) / rng.uniform(8, 30))
+    half = rng.integers(4, 15, size=width)
+    rows = np.arange(height)[:, None]
+    mask = np.abs(rows - centre[None, :]) <= half[None, :]
+    mask[:, 100:130] = False  # a gap along the rope
+    mask[:5, 200:220] = True  # rope touching the top edge
+    envelope = rope_envelope(mask, margin)
+
+    filled = rope_envelope(mask, 0)
+    outside = (~filled).astype(np.uint8)
+    distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    np.testing.assert_array_equal(envelope, distance <= margin)
+    vertical = rope_envelope(np.ascontiguousarray(mask.T), margin, "vertical")
+    np.testing.assert_array_equal(vertical, envelope.T)
 
 
 def test_cache_hit_on_same_content(tmp_path: Path) -> None:

@@ -191,16 +191,41 @@ def rope_envelope(
 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
     closed = cv2.morphologyEx(mask_u8, cv2.MORPH_CLOSE, kernel)
-    rows = np.arange(mask.shape[0])[:, None]
+    height = mask.shape[0]
+    rows = np.arange(height)[:, None]
     present = closed.any(axis=0)
-    first = np.where(present, closed.argmax(axis=0), mask.shape[0])
-    last = np.where(present, mask.shape[0] - 1 - closed[::-1].argmax(axis=0), -1)
-    filled = (rows >= first[None, :]) & (rows <= last[None, :])
-    if margin_px <= 0:
-        return filled
+    first = np.where(present, closed.argmax(axis=0), height)
+    last = np.where(present, height - 1 - closed[::-1].argmax(axis=0), -1)
+    if margin_px > 0:
+        first, last = _widen_band(first, last, margin_px)
+    return (rows >= first[None, :]) & (rows <= last[None, :])
 
-    distance = cv2.distanceTransform((~filled).astype(np.uint8), cv2.DIST_L2, 5)
-    return np.asarray(distance <= margin_px)
+
+def _widen_band(
+    first: np.ndarray, last: np.ndarray, margin_px: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The band of column intervals [first, last] dilated by a disk of `margin_px`.
+
+    A pixel (y, x) lies within the margin (Euclidean) of the band when some column
+    x' with |x - x'| <= m has its interval within floor(sqrt(m^2 - (x - x')^2)) rows
+    of y: per column, the new top is the minimum over the 2m + 1 neighbours of
+    first[x'] - reach(x - x'), the new bottom the maximum of last[x'] + reach. This
+    is exact and costs W x (2m + 1) operations instead of a distance transform of the
+    whole frame; an absent column (first = H, last = -1) reaches nothing.
+    """
+    offsets = np.arange(-margin_px, margin_px + 1)
+    reach = np.floor(np.sqrt(margin_px**2 - offsets**2.0)).astype(np.int64)
+    big = np.int64(1) << 40
+    pad = margin_px
+    tops = np.pad(first.astype(np.int64), pad, constant_values=big)
+    bottoms = np.pad(last.astype(np.int64), pad, constant_values=-big)
+    absent = last < 0
+    tops[pad:-pad][absent] = big
+    bottoms[pad:-pad][absent] = -big
+    windows = np.lib.stride_tricks.sliding_window_view
+    new_first = (windows(tops, 2 * pad + 1) - reach).min(axis=1)
+    new_last = (windows(bottoms, 2 * pad + 1) + reach).max(axis=1)
+    return new_first, new_last
 
 
 class MaskCache:
