@@ -68,7 +68,9 @@ def pick(args: argparse.Namespace, smoke: Any, quick: Any, full: Any) -> Any:
 
 
 def run_flags(args: argparse.Namespace) -> str:
-    return " --smoke" if args.smoke else " --quick" if args.quick else ""
+    size = " --smoke" if args.smoke else " --quick" if args.quick else ""
+    model = getattr(args, "model", None)
+    return size + (f" --model {model}" if model is not None else "")
 
 
 # -- timing ------------------------------------------------------------------------
