@@ -75,6 +75,7 @@ def test_torch_from_a_checkpoint_alone(exported: Path, tmp_path: Path) -> None:
     shutil.copy(exported.with_suffix(".pt"), checkpoint)
     engine = load_engine(_cfg(checkpoint, "torch"), TILE)
     assert engine.sidecar.format == "torch" and engine.sidecar.tile == TILE
+    assert engine.sidecar.rope_axis == "horizontal"  # the recipe's default
     maps, _ = engine.infer(fixed_tiles(2, TILE))
     assert maps.shape == (2, 1, TILE, TILE)
     # fully convolutional: a checkpoint alone serves any tile shape its stride allows

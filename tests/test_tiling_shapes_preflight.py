@@ -150,3 +150,52 @@ def test_tile_height_alone_keeps_the_training_tile_as_width(tmp_path: Path) -> N
     assert requested_tile(square) == 160
     default = argparse.Namespace(run=run, tile=None, tile_height=None)
     assert requested_tile(default) is None  # the exporter takes the training tile
+
+
+def _vertical_line(tmp_path: Path, tiny_model: Path, trained_axis: str | None) -> Path:
+    """A copy of the tiny engine whose sidecar says what rope it was trained on."""
+    engine = tmp_path / f"trained-{trained_axis}.onnx"
+    shutil.copy(tiny_model, engine)
+    data = json.loads(sidecar_path(tiny_model).read_text())
+    data["rope_axis"] = trained_axis
+    sidecar_path(engine).write_text(json.dumps(data))
+    return engine
+
+
+@pytest.mark.parametrize("trained_axis", ["horizontal", "vertical", None])
+def test_an_engine_trained_on_the_other_rope_direction_fails_preflight(
+    tmp_path: Path, tiny_model: Path, trained_axis: str | None
+) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for index in range(3):  # a vertical rope: tall frames
+        cv2.imwrite(str(frames / f"{index}.png"), np.zeros((400, 224, 3), np.uint8))
+    engine = _vertical_line(tmp_path, tiny_model, trained_axis)
+    cfg = make_config(
+        tmp_path,
+        engine,
+        source={"kind": "replay", "path": str(frames)},
+        line={"rope_axis": "vertical"},
+        tiling={"tile": 224, "tile_across": 160},  # (h, w) = (224, 160) upright
+    )
+    if trained_axis != "horizontal":  # vertical, or not recorded: nothing to refuse
+        preflight(cfg)
+        return
+    with pytest.raises(EngineMismatch) as info:
+        preflight(cfg)
+    assert "trained on a horizontal rope" in info.value.message
+    assert "line.rope_axis is vertical" in info.value.message
+    assert "data.rope_axis: vertical" in info.value.hint
+
+
+def test_export_and_the_torch_backend_record_the_training_rope_axis() -> None:
+    from rope_inspect.model.export_source import training_rope_axis
+
+    assert training_rope_axis({"data": {"rope_axis": "vertical"}}) == "vertical"
+    assert training_rope_axis({"data": {"root": "x"}}) == "horizontal"  # the default
+    assert training_rope_axis({}) is None
+    for engine in ("engines/demo.onnx", "engines/mvtec3d-rope.onnx"):
+        path = Path(__file__).resolve().parents[1] / engine
+        assert Sidecar.model_validate_json(
+            sidecar_path(path).read_text()
+        ).rope_axis == ("horizontal")

@@ -38,6 +38,7 @@ from rope_inspect.engine.calibration_frames import (
     list_images,
 )
 from rope_inspect.engine.loader import load_engine
+from rope_inspect.engine.sidecar import check_rope_axis
 from rope_inspect.engine.thresholds import (
     ThresholdChoice,
     choose_threshold,
@@ -162,6 +163,7 @@ def calibrate(args: argparse.Namespace, cfg: InspectConfig) -> Calibration:
         raise DataError(f"no images in {args.good}", "pass a folder of good images")
     engine = load_engine(cfg.engine, cfg.tile_shape)
     try:
+        check_rope_axis(Path(cfg.engine.model), engine.sidecar, cfg.line.rope_axis)
         inspector = FrameInspector(cfg, engine)
         results = list(inspector.run(good, "good"))
         mm_per_px, width = measure_scale(inspector, results, cfg)

@@ -46,6 +46,9 @@ class Sidecar(BaseModel):
         default_factory=dict, description="exporter, runtime"
     )
     trained_on: str = Field(default="", description="data the weights were trained on")
+    rope_axis: Literal["horizontal", "vertical"] | None = Field(
+        default=None, description="rope direction in the training images"
+    )
     threshold_source: str = Field(
         default="", description="calibration file the thresholds come from"
     )
@@ -142,6 +145,20 @@ def _tile_mismatch(engine_path: Path, sidecar: Sidecar, wanted: TileShape) -> st
     return (
         f"re-export with {flag}: rope-inspect export --run <run folder> --out "
         f"{engine_path} {flag}, {keep}"
+    )
+
+
+def check_rope_axis(engine_path: Path, sidecar: Sidecar, axis: str) -> None:
+    """Refuse an engine trained on rope running the other way than on this line: its
+    maps would flag the rope's own texture everywhere."""
+    if sidecar.rope_axis is None or sidecar.rope_axis == axis:
+        return
+    raise EngineMismatch(
+        f"engine {engine_path} was trained on a {sidecar.rope_axis} rope; this line's "
+        f"line.rope_axis is {axis}",
+        f"mount the camera so the rope runs {sidecar.rope_axis} in the image (and set "
+        f"line.rope_axis: {sidecar.rope_axis}), or train on images of this line "
+        f"(data.rope_axis: {axis}) and export that model",
     )
 
 

@@ -28,6 +28,7 @@ from rope_inspect.log import get_logger
 from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
 from rope_inspect.model.export import TileModel
+from rope_inspect.model.export_source import training_rope_axis
 from rope_inspect.training.checkpoint import read_checkpoint
 from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
@@ -77,6 +78,7 @@ def read_engine_sidecar(
         engine_sha256=digest,
         model_sha256=digest,
         architecture=dict(payload["model_config"]),
+        rope_axis=training_rope_axis(dict(payload.get("train_config") or {})),
         **shape_fields(tile),
     )
     return checkpoint, sidecar

@@ -206,6 +206,7 @@ def _sidecar(
             "opset": opset,
             "versions": _versions(opset),
             "trained_on": source.trained_on,
+            "rope_axis": source.rope_axis,
             "step": source.step,
             "source": source.origin,
             "parity": {

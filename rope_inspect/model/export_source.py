@@ -41,6 +41,7 @@ class ExportSource:
     tile: int | None = None
     step: int | None = None
     origin: str = "in-memory model"
+    rope_axis: str | None = None  # rope direction in the training images
 
 
 def _licence_note(root: Path) -> str:
@@ -81,7 +82,8 @@ def load_export_source(run: Path) -> ExportSource:
         ) from exc
     train_config = dict(payload.get("train_config") or {})
     step = int(payload["step"])
-    tile = (train_config.get("data") or {}).get("tile")
+    data = train_config.get("data") or {}
+    tile = data.get("tile")
     return ExportSource(
         model=model,
         model_sha256=file_sha256(path),
@@ -89,4 +91,14 @@ def load_export_source(run: Path) -> ExportSource:
         tile=int(tile) if tile else None,
         step=step,
         origin=str(path),
+        rope_axis=training_rope_axis(train_config),
     )
+
+
+def training_rope_axis(train_config: dict[str, Any]) -> str | None:
+    """The rope direction a checkpoint was trained on (its recipe's data.rope_axis,
+    whose default is horizontal); None when the checkpoint has no recipe."""
+    data = train_config.get("data")
+    if not isinstance(data, dict):
+        return None
+    return str(data.get("rope_axis") or "horizontal")

@@ -26,7 +26,7 @@ from rope_inspect.acquisition.replay import ReplaySource, list_images
 from rope_inspect.config import InspectConfig
 from rope_inspect.decision.calibration import Calibration, load_calibration
 from rope_inspect.engine import loader
-from rope_inspect.engine.sidecar import Sidecar, check_sidecar
+from rope_inspect.engine.sidecar import Sidecar, check_rope_axis, check_sidecar
 from rope_inspect.errors import ConfigError, DataError, SourceError
 from rope_inspect.log import get_logger
 from rope_inspect.vision.tiling import check_tile_fits
@@ -97,6 +97,7 @@ def checked_sidecar(cfg: InspectConfig) -> Sidecar:
     reader = getattr(module, "read_engine_sidecar", loader._default_sidecar)
     path, sidecar = reader(cfg.engine, cfg.tile_shape)
     check_sidecar(path, sidecar, tile=cfg.tile_shape, channel_order=CHANNEL_ORDER)
+    check_rope_axis(path, sidecar, cfg.line.rope_axis)
     return sidecar
 
 
