@@ -17,10 +17,10 @@ from rope_inspect.service.capture import MonitoredSource
 from rope_inspect.service.faults import FaultState
 from rope_inspect.service.groundtruth import (
     FoundDefect,
-    MaskScorer,
     SyntheticScorer,
     mask_path_for,
 )
+from rope_inspect.service.groundtruth_masks import SETTLE_FRAMES, MaskScorer
 from rope_inspect.service.notify import HealthMonitor
 from rope_inspect.service.quality import ImageQualityCheck
 from rope_inspect.service.stats import RateMeter, StageTimes
@@ -161,8 +161,8 @@ def test_mask_path_follows_the_mvtec_layout() -> None:
     assert mask_path_for(Path("/d/rope/test/good/000.png")) is None
 
 
-def test_mask_scorer_found_missed_and_false_alarms(tmp_path: Path) -> None:
-    root = tmp_path / "rope"
+def _mask_replay(root: Path) -> list[str]:
+    """Two defective and two good photographs with their masks; their names."""
     for kind, name in (
         ("cut", "001"),
         ("open", "002"),
@@ -177,9 +177,13 @@ def test_mask_scorer_found_missed_and_false_alarms(tmp_path: Path) -> None:
             mask[40:60, 100:120] = 255
             (root / "ground_truth" / kind).mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(root / "ground_truth" / kind / f"{name}_mask.png"), mask)
+    return ["cut/001.png", "open/002.png", "good/003.png", "good/004.png"]
 
+
+def test_mask_scorer_found_missed_and_false_alarms(tmp_path: Path) -> None:
+    root = tmp_path / "rope"
+    names = _mask_replay(root)
     scorer = MaskScorer(root / "test")
-    names = ["cut/001.png", "open/002.png", "good/003.png", "good/004.png"]
     for index, name in enumerate(names):
         scorer.observe(_frame(index, 0.0, name=str(root / "test" / name)), True)
     scorer.add(FoundDefect(0, (110, 50, 130, 70), 0.0, 0.02))  # on the cut mask
@@ -194,6 +198,26 @@ def test_mask_scorer_found_missed_and_false_alarms(tmp_path: Path) -> None:
     assert report["good_images"] == 2
     assert report["good_images_with_false_alarm"] == 1
     assert report["false_alarms_off_mask_on_defective"] == 2
+
+
+def test_mask_scorer_stays_flat_on_a_looping_replay(tmp_path: Path) -> None:
+    """Every pass counts again; frames long behind are scored and dropped."""
+    root = tmp_path / "rope"
+    names = _mask_replay(root)
+    scorer = MaskScorer(root / "test")
+    for index in range(400):  # 100 passes over the four photographs
+        name = names[index % 4]
+        inspected = index != 7  # one frame not inspected (an engine error)
+        scorer.observe(_frame(index, 0.0, name=str(root / "test" / name)), inspected)
+        if name.startswith("cut") and index % 8 == 0:  # every other cut pass: found
+            scorer.add(FoundDefect(index, (110, 50, 130, 70), 0.0, 0.02))
+        assert len(scorer.frames) <= SETTLE_FRAMES + 1
+    report = scorer.report()
+    assert report["images_inspected"] == 399
+    assert report["per_type"]["cut"] == {"images": 100, "found": 50, "missed": 50}
+    assert report["per_type"]["open"]["missed"] == 100
+    assert report["good_images"] == 199 and report["false_alarms_on_good"] == 0
+    assert report["images_not_inspected_count"] == 1
 
 
 class CountingSource:

@@ -29,9 +29,9 @@ from rope_inspect.log import get_logger
 from rope_inspect.reject.scheduler import PendingReject, RejectScheduler
 from rope_inspect.service.groundtruth import (
     FoundDefect,
-    MaskScorer,
     SyntheticScorer,
 )
+from rope_inspect.service.groundtruth_masks import MaskScorer
 from rope_inspect.service.stats import Counters, StageTimes
 from rope_inspect.storage import DefectRecord, DefectStore
 from rope_inspect.storage.files import crop_around

@@ -3,10 +3,9 @@
 The synthetic rope line knows every defect it rendered (type, rope position, extent):
 `SyntheticScorer` counts a defect as found when a stored defect overlaps its extent
 along the rope within a tolerance, and reports recall per defect type and false alarms
-per 100 m of rope inspected. `MaskScorer` matches stored defects of a replayed
-MVTec-layout folder against the ground-truth masks by file path
-(test/<type>/NNN.png -> ground_truth/<type>/NNN_mask.png): defects found and missed,
-and false alarms on good frames. Only frames that were inspected count.
+per 100 m of rope inspected. `mask_path_for` maps a replayed MVTec-layout photograph to
+its ground-truth mask, for `groundtruth_masks.MaskScorer`. Only frames that were
+inspected count.
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import cv2
-import numpy as np
 
 from rope_inspect.frame import Frame
 
@@ -196,71 +192,3 @@ def mask_path_for(image: Path) -> Path | None:
     if kind == "good":
         return None
     return image.parent.parent.parent / "ground_truth" / kind / f"{image.stem}_mask.png"
-
-
-class MaskScorer:
-    """Found / missed defects and false alarms of a replayed MVTec-layout folder."""
-
-    def __init__(self, replay_root: Path) -> None:
-        self.replay_root = replay_root
-        self.frames: dict[int, Path] = {}
-        self.uninspected: list[str] = []
-        self.by_frame: dict[int, list[FoundDefect]] = defaultdict(list)
-
-    def observe(self, frame: Frame, inspected: bool) -> None:
-        if frame.source_name is None:
-            return
-        path = Path(frame.source_name)
-        if not path.is_absolute() and not path.exists():
-            path = self.replay_root / path
-        if inspected:
-            self.frames[frame.index] = path
-        else:
-            self.uninspected.append(str(path))
-
-    def add(self, found: FoundDefect) -> None:
-        self.by_frame[found.frame_index].append(found)
-
-    def _overlaps(self, mask_file: Path, defects: list[FoundDefect]) -> list[bool]:
-        mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE)
-        if mask is None:
-            raise FileNotFoundError(f"ground-truth mask {mask_file} is missing")
-        hits = []
-        for d in defects:
-            x0, y0, x1, y1 = d.bbox
-            hits.append(bool(np.any(mask[y0:y1, x0:x1] > 0)))
-        return hits
-
-    def report(self) -> dict[str, Any]:
-        per_type: dict[str, dict[str, int]] = defaultdict(
-            lambda: {"images": 0, "found": 0, "missed": 0}
-        )
-        good = {"images": 0, "with_false_alarm": 0, "false_alarms": 0}
-        off_mask = 0
-        for index, image in sorted(self.frames.items()):
-            defects = self.by_frame.get(index, [])
-            mask_file = mask_path_for(image)
-            if mask_file is None:
-                good["images"] += 1
-                good["false_alarms"] += len(defects)
-                good["with_false_alarm"] += bool(defects)
-                continue
-            hits = self._overlaps(mask_file, defects)
-            row = per_type[image.parent.name]
-            row["images"] += 1
-            row["found" if any(hits) else "missed"] += 1
-            off_mask += hits.count(False)
-        found = sum(r["found"] for r in per_type.values())
-        missed = sum(r["missed"] for r in per_type.values())
-        return {
-            "kind": "masks",
-            "images_inspected": len(self.frames),
-            "images_not_inspected": self.uninspected,
-            "defects_found": found,
-            "defects_missed": missed,
-            "per_type": dict(sorted(per_type.items())),
-            "good_images": good["images"],
-            "good_images_with_false_alarm": good["with_false_alarm"],
-            "false_alarms_on_good": good["false_alarms"],
-            "false_alarms_off_mask_on_defective": off_mask,
-        }

@@ -35,7 +35,8 @@ from rope_inspect.storage import DefectStore
 
 if TYPE_CHECKING:
     from rope_inspect.service.daemon import Daemon
-    from rope_inspect.service.groundtruth import MaskScorer, SyntheticScorer
+    from rope_inspect.service.groundtruth import SyntheticScorer
+    from rope_inspect.service.groundtruth_masks import MaskScorer
 
 log = get_logger(__name__)
 

@@ -92,8 +92,11 @@ def _truth_lines(truth: dict[str, Any]) -> list[str]:
         "    defects off the mask on defective images: "
         f"{truth['false_alarms_off_mask_on_defective']}"
     )
-    if truth["images_not_inspected"]:
-        lines.append(f"    not inspected: {', '.join(truth['images_not_inspected'])}")
+    named = truth["images_not_inspected"]
+    if named:
+        more = truth.get("images_not_inspected_count", len(named)) - len(named)
+        tail = f" and {more} more" if more > 0 else ""
+        lines.append(f"    not inspected: {', '.join(named)}{tail}")
     return lines
 
 
