@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from rope_inspect.cli import main
+from rope_inspect.engine.sidecar import read_sidecar
 from rope_inspect.errors import ConfigError
 from rope_inspect.training.checkpoint import read_checkpoint
 from rope_inspect.training.config import load_train_config
@@ -146,3 +147,23 @@ def test_overrides_are_validated(recipe: Path) -> None:
 def test_missing_data_folder_is_named(recipe: Path, tmp_path: Path) -> None:
     args = ["train", "--config", str(recipe), "--out", str(tmp_path / "r")]
     assert main([*args, "--set", f"data.root={tmp_path / 'absent'}"]) == 2
+
+
+@pytest.mark.slow
+def test_train_on_tall_tiles_then_eval_and_export_that_shape(
+    recipe: Path, tmp_path: Path
+) -> None:
+    """data.tile_across: the model trains, evaluates and exports on 64 x 32 tiles."""
+    run = tmp_path / "runs" / "tall"
+    tall = ["--set", "data.tile_across=64", "--set", "optim.steps=2"]
+    assert main(["train", "--config", str(recipe), "--out", str(run), *tall]) == 0
+    cfg = load_train_config(recipe, ["data.tile_across=64"])
+    batches = Trainer(cfg, tmp_path / "probe").batches.draw(3)
+    assert all(tuple(t.shape[2:]) == (64, 32) for t in batches)
+
+    assert main(["eval", "--run", str(run), "--no-overlays"]) == 0
+    report = json.loads((run / "eval" / "report.json").read_text())
+    assert report["tile"] == [64, 32]  # eval follows the training shape
+    out = tmp_path / "tall.onnx"
+    assert main(["export", "--run", str(run), "--out", str(out), "--opset", "17"]) == 0
+    assert read_sidecar(out).tile_shape == (64, 32)

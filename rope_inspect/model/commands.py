@@ -13,12 +13,14 @@ from rope_inspect.vision.tile_shape import TileShape, describe
 
 
 def training_tile(run: Path) -> int:
-    """The tile side the checkpoint in `run` was trained on (else the default)."""
+    """The width of the tiles the checkpoint in `run` was trained on (else the
+    default)."""
+    from rope_inspect.model.export_source import training_tile_shape
     from rope_inspect.training.checkpoint import read_checkpoint, resolve_checkpoint
 
     payload = read_checkpoint(resolve_checkpoint(Path(run), "best"))
-    tile = ((payload.get("train_config") or {}).get("data") or {}).get("tile")
-    return int(tile) if tile else DEFAULT_TILE
+    shape = training_tile_shape((payload.get("train_config") or {}).get("data") or {})
+    return shape[1] if shape else DEFAULT_TILE
 
 
 def requested_tile(args: argparse.Namespace) -> int | TileShape | None:

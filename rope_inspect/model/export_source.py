@@ -38,7 +38,7 @@ class ExportSource:
     model: DraemModel
     model_sha256: str
     trained_on: str = ""
-    tile: int | None = None
+    tile: tuple[int, int] | None = None  # (height, width) of the training tiles
     step: int | None = None
     origin: str = "in-memory model"
     rope_axis: str | None = None  # rope direction in the training images
@@ -83,16 +83,27 @@ def load_export_source(run: Path) -> ExportSource:
     train_config = dict(payload.get("train_config") or {})
     step = int(payload["step"])
     data = train_config.get("data") or {}
-    tile = data.get("tile")
+    tile = training_tile_shape(data)
     return ExportSource(
         model=model,
         model_sha256=file_sha256(path),
         trained_on=_trained_on(train_config, step),
-        tile=int(tile) if tile else None,
+        tile=tile,
         step=step,
         origin=str(path),
         rope_axis=training_rope_axis(train_config),
     )
+
+
+def training_tile_shape(data: dict[str, Any]) -> tuple[int, int] | None:
+    """(height, width) of the training tiles (data.tile along the rope,
+    data.tile_across across it); None when the recipe names no tile."""
+    if not data.get("tile"):
+        return None
+    along = int(data["tile"])
+    across = int(data.get("tile_across") or along)
+    vertical = data.get("rope_axis") == "vertical"
+    return (along, across) if vertical else (across, along)
 
 
 def training_rope_axis(train_config: dict[str, Any]) -> str | None:

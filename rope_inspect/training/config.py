@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError
 from rope_inspect.configfile import StrictModel, load_yaml
 from rope_inspect.errors import ConfigError
 from rope_inspect.model.config import ModelConfig
+from rope_inspect.vision.tile_shape import oriented
 
 
 class DataSection(StrictModel):
@@ -28,7 +29,20 @@ class DataSection(StrictModel):
     rope_axis: Literal["horizontal", "vertical"] = Field(
         "horizontal", description="direction the rope runs in the images"
     )
-    tile: int = Field(128, ge=32, le=1024, description="side of a square training tile")
+    tile: int = Field(
+        128,
+        ge=32,
+        le=1024,
+        description="training tile side along the rope (and across it unless "
+        "tile_across is set)",
+    )
+    tile_across: int | None = Field(
+        None,
+        ge=32,
+        le=1024,
+        description="training tile side across the rope; unset: square tiles. Train "
+        "on the shape the daemon infers (its tiling.tile_across)",
+    )
     mask_downscale: int = Field(4, ge=1, le=16, description="GrabCut runs at 1/N size")
     mask_iterations: int = Field(3, ge=1, le=20, description="GrabCut iterations")
     mask_cache: Path | None = Field(
@@ -44,6 +58,10 @@ class DataSection(StrictModel):
     max_images: int | None = Field(
         None, ge=1, description="use only the first N training images (quick tests)"
     )
+
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the training tiles for the rope's direction."""
+        return oriented(self.tile, self.tile_across or self.tile, self.rope_axis)
 
 
 class SynthesisSection(StrictModel):

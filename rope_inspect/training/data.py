@@ -19,6 +19,7 @@ import numpy as np
 
 from rope_inspect.errors import DataError
 from rope_inspect.vision.rope_mask import MaskCache, RopeAxis, rope_envelope
+from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 LAYOUT_HINT = (
@@ -158,27 +159,29 @@ def load_rope_images(
 def draw_tiles(
     images: list[RopeImage],
     count: int,
-    tile: int,
+    tile: int | TileShape,
     flips: bool,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """`count` tiles (N x T x T x 3 uint8) centred on rope pixels, and their regions."""
-    tiles = np.empty((count, tile, tile, 3), np.uint8)
-    regions = np.empty((count, tile, tile), bool)
+    """`count` tiles (N x h x w x 3 uint8) centred on rope pixels, and their regions;
+    `tile` is a square side or (height, width)."""
+    tile_h, tile_w = tile_hw(tile)
+    tiles = np.empty((count, tile_h, tile_w, 3), np.uint8)
+    regions = np.empty((count, tile_h, tile_w), bool)
     for i in range(count):
         item = images[int(rng.integers(len(images)))]
         row, col = item.centres[int(rng.integers(len(item.centres)))]
         height, width = item.rope.shape
-        if height < tile or width < tile:
+        if height < tile_h or width < tile_w:
             raise DataError(
                 f"training images are {width}x{height}, smaller than "
-                f"the {tile} px tile",
-                "lower data.tile in the recipe",
+                f"the {describe((tile_h, tile_w))} tile",
+                "lower data.tile / data.tile_across in the recipe",
             )
-        top = int(np.clip(row - tile // 2, 0, height - tile))
-        left = int(np.clip(col - tile // 2, 0, width - tile))
-        crop = item.image[top : top + tile, left : left + tile]
-        region = item.region[top : top + tile, left : left + tile]
+        top = int(np.clip(row - tile_h // 2, 0, height - tile_h))
+        left = int(np.clip(col - tile_w // 2, 0, width - tile_w))
+        crop = item.image[top : top + tile_h, left : left + tile_w]
+        region = item.region[top : top + tile_h, left : left + tile_w]
         if flips and rng.random() < 0.5:
             crop, region = crop[:, ::-1], region[:, ::-1]
         if flips and rng.random() < 0.5:

@@ -85,9 +85,10 @@ def infer_image(
 
 def eval_tile(cfg: TrainConfig) -> TileShape:
     """(height, width) of the inference tiles: eval.tile_along (default data.tile)
-    along the rope, eval.tile_across (default: the side along) across it."""
+    along the rope, eval.tile_across (default data.tile_across, else the side along)
+    across it."""
     along = cfg.eval.tile_along or cfg.data.tile
-    across = cfg.eval.tile_across or along
+    across = cfg.eval.tile_across or cfg.data.tile_across or along
     return oriented(along, across, cfg.data.rope_axis)
 
 

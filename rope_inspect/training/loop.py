@@ -74,9 +74,9 @@ class Batches:
         )
 
     def draw(self, count: int) -> tuple[torch.Tensor, ...]:
-        """(clean, augmented, anomaly masks) as N x C x T x T float tensors."""
+        """(clean, augmented, anomaly masks) as N x C x h x w float tensors."""
         tiles, regions = draw_tiles(
-            self.images, count, self.cfg.data.tile, self.cfg.data.flips, self.rng
+            self.images, count, self.cfg.data.shape(), self.cfg.data.flips, self.rng
         )
         clean = tiles.astype(np.float32) / 255.0
         augmented = np.empty_like(clean)
