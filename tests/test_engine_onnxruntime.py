@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +261,20 @@ def test_infer_allocates_nothing_for_a_batch_size_seen_before(
     engine.close()
     # ~64 B inside ONNX Runtime's binding call and a shape tuple; rebinding took ~1 KB
     assert peak <= 256
+
+
+def test_loading_an_engine_needs_no_onnx_package() -> None:
+    """The runtime install has onnxruntime, not onnx (that comes with `train`)."""
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys; sys.modules['onnx'] = None\n"
+        "from rope_inspect.config import EngineConfig\n"
+        "from rope_inspect.engine.loader import load_engine\n"
+        "engine = load_engine(EngineConfig(model='engines/demo.onnx'), (224, 160))\n"
+        "print(engine.name)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "onnxruntime" in done.stdout

@@ -164,21 +164,26 @@ def check_rope_axis(engine_path: Path, sidecar: Sidecar, axis: str) -> None:
 
 def check_onnx_input(engine_path: Path, sidecar: Sidecar) -> None:
     """Refuse an ONNX engine whose graph takes other tiles than its sidecar says (a
-    sidecar edited by hand or copied from another export)."""
-    import onnx  # the graph is read without its weights' external data
+    sidecar edited by hand or copied from another export). Read with ONNX Runtime,
+    the runtime's own dependency (the `onnx` package comes with the train extra)."""
+    import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        graph = onnx.load(str(engine_path), load_external_data=False).graph
-        dims = graph.input[0].type.tensor_type.shape.dim
-    except Exception as exc:  # protobuf DecodeError, OSError, no input: re-raised
+        session = ort.InferenceSession(
+            str(engine_path), options, providers=["CPUExecutionProvider"]
+        )
+        sides = list(session.get_inputs()[0].shape)
+    except Exception as exc:  # ORT's own error types, OSError, no input: re-raised
         raise EngineMismatch(
             f"engine {engine_path} is not a readable ONNX graph: {exc}",
             f"re-export it: rope-inspect export --run <run folder> --out {engine_path}",
         ) from exc
-    sides = [int(d.dim_value) for d in dims]
-    if len(sides) != 4 or not sides[1] or not sides[2]:
+    fixed = len(sides) == 4 and all(isinstance(v, int) for v in sides[1:3])
+    if not fixed:
         return  # not a fixed N x h x w x 3 input: the backend's own check refuses it
-    graph_hw = (sides[1], sides[2])
+    graph_hw = (int(sides[1]), int(sides[2]))
     if graph_hw != sidecar.tile_shape:
         raise EngineMismatch(
             f"engine {engine_path} takes {describe(graph_hw)} tiles but its sidecar "
