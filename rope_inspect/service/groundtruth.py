@@ -52,6 +52,7 @@ class _Found:
 # Records this many frame spans behind the newest frame are settled into counts: the
 # rope has moved on, so no later frame or stored defect can still concern them.
 SETTLE_SPANS = 5.0
+SETTLE_EVERY = 16  # inspected frames between two settlements
 
 
 class SyntheticScorer:
@@ -75,6 +76,7 @@ class SyntheticScorer:
         self._false_alarms = 0
         self._truth_seen = 0
         self._stored = 0
+        self._inspected = 0
 
     def observe(self, frame: Frame, inspected: bool) -> None:
         """Note the frame's truth defects (and, when inspected, its rope length)."""
@@ -88,11 +90,14 @@ class SyntheticScorer:
                 self._truth_seen += 1
             known.length_m = max(known.length_m, length)
             known.inspected = known.inspected or inspected
-        if frame.position_m is not None:
+        if inspected and frame.position_m is not None:
+            # only inspected frames move the decision on: a defect still open there
+            # is emitted on a later inspected frame, however many were skipped between
             span = self._span_m(frame)
-            if inspected:
-                self._cover(float(frame.position_m), span)
-            self._settle(float(frame.position_m) - SETTLE_SPANS * span)
+            self._cover(float(frame.position_m), span)
+            self._inspected += 1
+            if self._inspected % SETTLE_EVERY == 0:  # not a list per frame
+                self._settle(float(frame.position_m) - SETTLE_SPANS * span)
 
     def _span_m(self, frame: Frame) -> float:
         height, width = frame.image.shape[:2]

@@ -18,8 +18,8 @@ import numpy as np
 from rope_inspect.frame import Frame
 from rope_inspect.service.groundtruth import FoundDefect, mask_path_for
 
-# A replayed frame is scored once this many newer frames were seen: the decision has
-# emitted every defect of it by then (defects close within a few frames).
+# A replayed frame is scored once this many newer frames were inspected: the decision
+# has emitted every defect of it by then (defects close within a few inspected frames).
 SETTLE_FRAMES = 64
 # Uninspected images named in the report (the rest are counted).
 NAMED_UNINSPECTED = 100
@@ -40,7 +40,6 @@ class MaskScorer:
         self.uninspected: list[str] = []
         self.uninspected_count = 0
         self._counts = _MaskCounts()
-        self._newest = -1
 
     def observe(self, frame: Frame, inspected: bool) -> None:
         if frame.source_name is None:
@@ -48,14 +47,14 @@ class MaskScorer:
         path = Path(frame.source_name)
         if not path.is_absolute() and not path.exists():
             path = self.replay_root / path
-        if inspected:
-            self.frames[frame.index] = path
-        else:
+        if not inspected:
             self.uninspected_count += 1
             if len(self.uninspected) < NAMED_UNINSPECTED:
                 self.uninspected.append(str(path))
-        self._newest = max(self._newest, frame.index)
-        for index in [i for i in self.frames if i < self._newest - SETTLE_FRAMES]:
+            return  # only inspected frames move the decision (and its defects) on
+        self.frames[frame.index] = path  # dicts keep insertion order: oldest first
+        while len(self.frames) > SETTLE_FRAMES:
+            index = next(iter(self.frames))
             self._counts.add(self.frames.pop(index), self.by_frame.pop(index, []))
 
     def add(self, found: FoundDefect) -> None:
