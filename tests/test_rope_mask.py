@@ -110,6 +110,21 @@ def test_envelope_is_the_exact_euclidean_widening_of_the_filled_band(seed: int) 
     np.testing.assert_array_equal(vertical, envelope.T)
 
 
+@pytest.mark.parametrize("gap", [0, 60])
+def test_envelope_is_exact_across_a_step_in_the_rope(gap: int) -> None:
+    """Rope high on the left, low on the right (a step, with or without a gap of
+    missing columns): the widened band is two lobes, not their hull."""
+    mask = np.zeros((200, 200), bool)
+    mask[10:21, :70] = True
+    mask[150:161, 70 + gap :] = True
+    envelope = rope_envelope(mask, 40)
+    outside = (~rope_envelope(mask, 0)).astype(np.uint8)
+    distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    np.testing.assert_array_equal(envelope, distance <= 40)
+    if gap:
+        assert not envelope[80:100, 100].any(), "the gap between the lobes stays out"
+
+
 def test_cache_hit_on_same_content(tmp_path: Path) -> None:
     cache = MaskCache(tmp_path / "cache")
     image = rope_image()

@@ -196,9 +196,29 @@ def rope_envelope(
     present = closed.any(axis=0)
     first = np.where(present, closed.argmax(axis=0), height)
     last = np.where(present, height - 1 - closed[::-1].argmax(axis=0), -1)
+    if margin_px > 0 and not _chained(first, last):
+        # a gap along the rope, or a step between two columns: the widened columns
+        # may not join into one interval per column; the exact transform then
+        filled = (rows >= first[None, :]) & (rows <= last[None, :])
+        outside = (~filled).astype(np.uint8)
+        distance = cv2.distanceTransform(outside, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        return np.asarray(distance <= margin_px)
     if margin_px > 0:
         first, last = _widen_band(first, last, margin_px)
     return (rows >= first[None, :]) & (rows <= last[None, :])
+
+
+def _chained(first: np.ndarray, last: np.ndarray) -> bool:
+    """Whether the band's columns are one run, each interval touching the next: then
+    any window of widened columns joins into one interval (each widened interval holds
+    its own, and neighbours' own intervals meet), and `_widen_band` is exact."""
+    columns = np.flatnonzero(last >= 0)
+    if columns.size == 0 or columns[-1] - columns[0] + 1 != columns.size:
+        return columns.size == 0
+    top, bottom = first[columns], last[columns]
+    return bool(
+        np.all(top[1:] <= bottom[:-1] + 1) and np.all(top[:-1] <= bottom[1:] + 1)
+    )
 
 
 def _widen_band(
@@ -210,8 +230,9 @@ def _widen_band(
     x' with |x - x'| <= m has its interval within floor(sqrt(m^2 - (x - x')^2)) rows
     of y: per column, the new top is the minimum over the 2m + 1 neighbours of
     first[x'] - reach(x - x'), the new bottom the maximum of last[x'] + reach. This
-    is exact and costs W x (2m + 1) operations instead of a distance transform of the
-    whole frame; an absent column (first = H, last = -1) reaches nothing.
+    is exact for a chained band (see `_chained`) and costs W x (2m + 1) operations
+    instead of a distance transform of the whole frame; an absent column (first = H,
+    last = -1) reaches nothing.
     """
     offsets = np.arange(-margin_px, margin_px + 1)
     reach = np.floor(np.sqrt(margin_px**2 - offsets**2.0)).astype(np.int64)
