@@ -124,6 +124,8 @@ def test_keys_follow_the_rope_axis() -> None:
     with pytest.raises(DataError, match=r"tiling\.tile 256 > frame height 224"):
         check_tile_fits((224, 900), (256, 224), "vertical")
     check_tile_fits((224, 900), (224, 160), "horizontal")
+    with pytest.raises(DataError, match=r"\(tiling\.tile 256 > frame height 224"):
+        check_tile_fits((224, 900), (256, 256), "horizontal")  # no tile_across set
 
 
 def test_the_grid_names_the_key_to_shrink() -> None:

@@ -107,10 +107,12 @@ def check_tile_fits(
         return
     if len(frame) != 2:
         raise ValueError(f"a {frame} frame is not an H x W image")
+    # a square tile is tiling.tile on both sides (tile_across unset)
+    keys = side_keys(axis) if tile[0] != tile[1] else ("tiling.tile", "tiling.tile")
     too_big = [
         f"{key} {side} > frame {name} {limit} px"
         for key, side, limit, name in zip(
-            side_keys(axis), tile, frame, ("height", "width"), strict=True
+            keys, tile, frame, ("height", "width"), strict=True
         )
         if side > limit
     ]
