@@ -196,7 +196,7 @@ class ReplaySource:
                 images=len(self._files),
                 decoded_mb=needed_mb,
                 decoded_cache_mb=budget_mb,
-                hint=f"set source.decoded_cache_mb to {needed_mb} or more to decode "
+                hint="set source.decoded_cache_mb to decoded_mb or more to decode "
                 "each image once (that much memory is kept)",
             )
             return None
