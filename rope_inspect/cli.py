@@ -107,7 +107,11 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a config value, e.g. model.aspp=false",
     )
+    _add_eval(sub)
+    _add_export(sub)
 
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained model on a test set")
     p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
     p.add_argument(
@@ -130,6 +134,8 @@ def _add_model(sub: argparse._SubParsersAction) -> None:
         "eval.tile_along, else data.tile); with --tile-across the daemon's layout",
     )
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX with its sidecar")
     p.add_argument("--run", type=Path, required=True, help="run folder or checkpoint")
     p.add_argument("--out", type=Path, required=True, help="ONNX file to write")

@@ -145,32 +145,25 @@ def _write_curves(
     plot_pr(pixel_curve, "pixel precision-recall", out / "pr_pixel.png")
 
 
-def evaluate_checkpoint(
-    checkpoint: Path,
-    data_root: Path | None,
-    out: Path,
-    overlays: bool = True,
-    mask_cache: Path | None = None,
-    tile_across: int | None = None,
-    tile_along: int | None = None,
-) -> dict[str, Any]:
-    """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays.
-
-    `tile_across` / `tile_along` override the recipe's eval.tile_across / tile_along
-    (the daemon's tiling.tile_across / tiling.tile)."""
-    model, cfg, step = load_checkpoint(checkpoint)
+def _with_tiles(
+    cfg: TrainConfig, tile_across: int | None, tile_along: int | None
+) -> TrainConfig:
     sides = {"tile_across": tile_across, "tile_along": tile_along}
     changes = {key: value for key, value in sides.items() if value is not None}
-    if changes:
-        cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=changes)})
-    model.eval()
-    torch.set_num_threads(cfg.threads)
-    root = data_root or cfg.data.root
-    samples = MvtecLayout(root).test_samples()
-    cache = MaskCache(mask_cache or out.parent.parent / "mask-cache")
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
+    if not changes:
+        return cfg
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update=changes)})
 
+
+def _score_all(
+    model: DraemModel,
+    cfg: TrainConfig,
+    samples: list[TestSample],
+    cache: MaskCache,
+    out: Path,
+    overlays: bool,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[float]]:
+    """Maps, ground-truth masks and scores of every test image (overlays written)."""
     maps, truths, scores = [], [], []
     for sample in samples:
         image = read_image(sample.image_path)
@@ -186,7 +179,33 @@ def evaluate_checkpoint(
             name = f"{sample.defect}_{sample.image_path.stem}.png"
             write_overlay(out / "overlays" / name, picture)
         log.debug("eval_image", path=str(sample.image_path), score=score)
+    return maps, truths, scores
 
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    data_root: Path | None,
+    out: Path,
+    overlays: bool = True,
+    mask_cache: Path | None = None,
+    tile_across: int | None = None,
+    tile_along: int | None = None,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on `<root>/test`; write report.json, curves, overlays.
+
+    `tile_across` / `tile_along` override the recipe's eval.tile_across / tile_along
+    (the daemon's tiling.tile_across / tiling.tile)."""
+    model, cfg, step = load_checkpoint(checkpoint)
+    cfg = _with_tiles(cfg, tile_across, tile_along)
+    model.eval()
+    torch.set_num_threads(cfg.threads)
+    root = data_root or cfg.data.root
+    samples = MvtecLayout(root).test_samples()
+    cache = MaskCache(mask_cache or out.parent.parent / "mask-cache")
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+
+    maps, truths, scores = _score_all(model, cfg, samples, cache, out, overlays)
     score_array = np.array(scores)
     labels = np.array([s.defect != "good" for s in samples])
     metrics = _metrics_by_defect(
