@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from bench_inputs import bench_model, real_photos, synthetic_frames, tiling_for
+from bench_inputs import (
+    bench_model,
+    real_photos,
+    shipped_tiling,
+    synthetic_frames,
+    tiling_for,
+)
 from harness import (
     SCRATCH,
     Table,
@@ -56,7 +62,8 @@ LEVELS = {
 
 
 def frame_tiles(photos: Path, tile: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """The tiles the daemon would infer for one frame, and where they came from."""
+    """The tiles the daemon would infer for one frame (the engine's tile shape with
+    the shipped overlap), and where they came from."""
     from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
     from rope_inspect.vision.tiling import RopeTiler
 
@@ -64,7 +71,7 @@ def frame_tiles(photos: Path, tile: tuple[int, int]) -> tuple[np.ndarray, str]:
     name, image = frames[0]
     origin = name if name.startswith("synthetic") else f"real photograph {name}"
     envelope = rope_envelope(grabcut_rope_mask(image).mask, 60)
-    tiler = RopeTiler(tiling_for(tile))
+    tiler = RopeTiler(tiling_for(tile, shipped_tiling().overlap))
     return tiler.cut(image, tiler.grid_for(envelope)).copy(), origin
 
 
