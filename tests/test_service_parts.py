@@ -11,7 +11,7 @@ import pytest
 from rope_inspect.acquisition.base import FrameInfo
 from rope_inspect.acquisition.ring import FrameRing
 from rope_inspect.service.capture import MonitoredSource
-from rope_inspect.service.faults import FaultState
+from rope_inspect.service.faults import HISTORY, FaultState
 from rope_inspect.service.notify import HealthMonitor
 from rope_inspect.service.quality import ImageQualityCheck
 from rope_inspect.service.stats import RateMeter, StageTimes
@@ -88,6 +88,15 @@ def test_a_broken_fault_output_is_counted_not_raised() -> None:
     faults.set("engine", True, "error")
     assert good.levels == [True]
     assert faults.output_errors == 1
+
+
+def test_fault_history_keeps_the_last_changes_only() -> None:
+    faults = FaultState([])
+    for index in range(HISTORY + 500):  # a camera that flaps for months
+        faults.set("camera", index % 2 == 0, f"loss {index}")
+    assert len(faults.history) == HISTORY
+    assert faults.history[-1] == ("camera", False, f"loss {HISTORY + 499}")
+    assert faults.raised_count == (HISTORY + 500) // 2
 
 
 class CountingSource:

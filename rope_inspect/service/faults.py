@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from rope_inspect.log import get_logger
+
+HISTORY = 1000  # fault changes kept for the run summary
 
 log = get_logger(__name__)
 
@@ -42,7 +45,8 @@ class FaultState:
         self._lock = threading.Lock()
         self.raised_count = 0
         self.output_errors = 0
-        self.history: list[tuple[str, bool, str]] = []
+        # the last changes (raise / clear), bounded: a service runs for months
+        self.history: deque[tuple[str, bool, str]] = deque(maxlen=HISTORY)
 
     @property
     def active(self) -> bool:
