@@ -64,12 +64,15 @@ def _standin_checkpoint(path: Path) -> Path:
 def export_for_tile(checkpoint: Path, tile: int | TileShape, out: Path) -> Path:
     """The ONNX engine of `checkpoint` for `tile` (side or (height, width)) tiles,
     exported once and cached: a cached file for another shape is replaced."""
-    from rope_inspect.engine.sidecar import read_sidecar, sidecar_path
+    from rope_inspect.engine.sidecar import file_sha256, read_sidecar, sidecar_path
     from rope_inspect.model.export import export_onnx
 
     cached = out.is_file() and sidecar_path(out).is_file()
-    if cached and read_sidecar(out).tile_shape == tile_hw(tile):
-        return out
+    if cached:
+        sidecar = read_sidecar(out)  # same shape, and from this very checkpoint
+        same_model = sidecar.model_sha256 == file_sha256(checkpoint)
+        if same_model and sidecar.tile_shape == tile_hw(tile):
+            return out
     export_onnx(checkpoint, out, tile=tile_hw(tile))
     return out
 
