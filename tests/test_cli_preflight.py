@@ -17,7 +17,6 @@ from test_service_daemon import make_config
 
 from rope_inspect.cli import main
 from rope_inspect.engine.sidecar import sidecar_path
-from rope_inspect.service.injection import export_tiny_model
 
 
 @pytest.fixture(autouse=True)
@@ -25,13 +24,6 @@ def _reset_logging() -> Iterator[None]:
     """`main` binds logging to this test's captured stderr; undo it afterwards."""
     yield
     structlog.reset_defaults()
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 @pytest.fixture

@@ -9,12 +9,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from test_service_daemon import make_config
 
 from rope_inspect.service.daemon import Daemon, RunLimits
-from rope_inspect.service.injection import export_tiny_model
 from rope_inspect.storage.index import DefectIndex
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,13 +27,6 @@ cfg = InspectConfig.model_validate(yaml.safe_load(open(sys.argv[1])))
 engine = SpotEngine(load_engine(cfg.engine, cfg.tile_shape), every=1)
 Daemon(cfg, engine=engine).run(RunLimits(duration_s=120))
 """
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def test_kill_9_during_writes_leaves_a_consistent_store(

@@ -19,19 +19,12 @@ import pytest
 from rope_inspect.config import InspectConfig, load_inspect_config
 from rope_inspect.engine.loader import load_engine
 from rope_inspect.service.daemon import Daemon, RunLimits
-from rope_inspect.service.injection import SpotEngine, export_tiny_model
+from rope_inspect.service.injection import SpotEngine
 from rope_inspect.storage import StoreView
 from rope_inspect.storage.index import DefectIndex
 from rope_inspect.vision.tiling import cut_tiles, stitch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained DRAEM of the real architecture, for the demo config's tiles."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def _merge(base: dict[str, Any], changes: dict[str, Any]) -> None:

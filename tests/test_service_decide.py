@@ -11,16 +11,8 @@ import pytest
 from test_service_daemon import make_config, spot_engine
 
 from rope_inspect.service.daemon import Daemon, RunLimits
-from rope_inspect.service.injection import export_tiny_model
 from rope_inspect.service.report import format_summary
 from rope_inspect.storage.index import DefectIndex
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def _records(store: Path) -> list:

@@ -28,17 +28,9 @@ from rope_inspect.service.injection import (
     FaultyEngine,
     FlakySource,
     MalformedFrames,
-    export_tiny_model,
 )
 from rope_inspect.service.notify import SystemdNotifier
 from rope_inspect.storage import files
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def _history(summary: dict, condition: str) -> list[bool]:

@@ -9,17 +9,9 @@ import pytest
 from test_service_daemon import make_config
 
 from rope_inspect.service.daemon import Daemon
-from rope_inspect.service.injection import export_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "mvtec3d-rope"
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 @pytest.mark.data

@@ -14,23 +14,14 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 from notify_helpers import wait_for_notify
 from test_service_daemon import make_config
 
-from rope_inspect.service.injection import export_tiny_model
 from rope_inspect.storage.index import DefectIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 15.0
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny exported model of test_service_daemon (one export per session)."""
-    pytest.importorskip("torch")
-    return export_tiny_model(tmp_path_factory.getbasetemp() / "tiny-engine.onnx")
 
 
 def test_sigterm_under_load_drains_and_exits_cleanly(

@@ -23,15 +23,6 @@ from rope_inspect.vision.tile_shape import config_keys, side_keys
 from rope_inspect.vision.tiling import check_tile_fits, tile_grid
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny exported model for the shipped 224 x 160 px tiles."""
-    pytest.importorskip("torch")
-    from rope_inspect.service.injection import export_tiny_model
-
-    return export_tiny_model(tmp_path_factory.mktemp("tiny") / "tiny.onnx")
-
-
 def test_tile_taller_than_the_synthetic_frame_fails_preflight(
     tmp_path: Path, tiny_model: Path
 ) -> None:
