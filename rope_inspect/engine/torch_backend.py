@@ -26,10 +26,9 @@ from rope_inspect.engine.sidecar import (
 from rope_inspect.errors import EngineError, EngineMismatch
 from rope_inspect.log import get_logger
 from rope_inspect.model.config import ModelConfig
-from rope_inspect.model.draem import DraemModel
 from rope_inspect.model.export import TileModel
 from rope_inspect.model.export_source import training_rope_axis
-from rope_inspect.training.checkpoint import read_checkpoint
+from rope_inspect.training.checkpoint import model_from_payload, read_checkpoint
 from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
 log = get_logger(__name__)
@@ -90,14 +89,12 @@ class TorchEngine:
     def __init__(self, engine_cfg: EngineConfig, sidecar: Sidecar) -> None:
         checkpoint = checkpoint_path(engine_cfg.model)
         payload = read_checkpoint(checkpoint)
-        model = DraemModel(ModelConfig.model_validate(payload["model_config"]))
-        try:
-            model.load_state_dict(payload["state_dict"])
-        except RuntimeError as exc:
-            raise EngineError(
-                f"checkpoint {checkpoint} does not fit its model_config: {exc}",
-                "the file is damaged; use another checkpoint",
-            ) from exc
+        model = model_from_payload(
+            payload,
+            checkpoint,
+            "the file is damaged; use another checkpoint",
+            EngineError,
+        )
         use_cuda = engine_cfg.device != "cpu" and torch.cuda.is_available()
         if engine_cfg.device == "cuda" and not use_cuda:
             raise EngineError(

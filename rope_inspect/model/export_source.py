@@ -16,8 +16,6 @@ from typing import Any
 from torch import nn
 
 from rope_inspect.engine.sidecar import file_sha256
-from rope_inspect.errors import DataError
-from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
 
 
@@ -68,18 +66,19 @@ def _trained_on(train_config: dict[str, Any], step: int | None) -> str:
 
 def load_export_source(run: Path) -> ExportSource:
     """The model in a run folder (`best.pt`, else `last.pt`) or a checkpoint file."""
-    from rope_inspect.training.checkpoint import read_checkpoint, resolve_checkpoint
+    from rope_inspect.training.checkpoint import (
+        model_from_payload,
+        read_checkpoint,
+        resolve_checkpoint,
+    )
 
     path = resolve_checkpoint(Path(run), "best")
     payload = read_checkpoint(path)
-    model = DraemModel(ModelConfig.model_validate(payload["model_config"]))
-    try:
-        model.load_state_dict(payload["state_dict"])
-    except RuntimeError as exc:
-        raise DataError(
-            f"checkpoint {path} does not fit its own model_config: {exc}",
-            "the file was edited or damaged; export another checkpoint or retrain",
-        ) from exc
+    model = model_from_payload(
+        payload,
+        path,
+        "the file was edited or damaged; export another checkpoint or retrain",
+    )
     train_config = dict(payload.get("train_config") or {})
     step = int(payload["step"])
     data = train_config.get("data") or {}

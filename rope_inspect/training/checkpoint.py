@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from rope_inspect.errors import DataError
+from rope_inspect.errors import DataError, RopeInspectError
 from rope_inspect.model.config import ModelConfig
 from rope_inspect.model.draem import DraemModel
 from rope_inspect.training.config import TrainConfig, config_from_dict
@@ -104,16 +104,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return dict(payload)
 
 
-def load_checkpoint(path: Path) -> tuple[DraemModel, TrainConfig, int]:
-    """The model (weights loaded, train mode), its recipe and its step."""
-    payload = read_checkpoint(path)
-    model_cfg = ModelConfig.model_validate(payload["model_config"])
-    model = DraemModel(model_cfg)
+def model_from_payload(
+    payload: dict[str, Any],
+    path: Path,
+    hint: str = "the file was edited or damaged; use another checkpoint or retrain",
+    error: type[RopeInspectError] = DataError,
+) -> DraemModel:
+    """The model a read checkpoint describes, its weights loaded; `error` (with
+    `hint`) when the weights do not fit the checkpoint's own model_config."""
+    model = DraemModel(ModelConfig.model_validate(payload["model_config"]))
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:
-        raise DataError(
-            f"checkpoint {path} does not fit its own model_config: {exc}",
-            "the file was edited or damaged; use another checkpoint or retrain",
+        raise error(
+            f"checkpoint {path} does not fit its own model_config: {exc}", hint
         ) from exc
+    return model
+
+
+def load_checkpoint(path: Path) -> tuple[DraemModel, TrainConfig, int]:
+    """The model (weights loaded, train mode), its recipe and its step."""
+    payload = read_checkpoint(path)
+    model = model_from_payload(payload, path)
     return model, config_from_dict(payload["train_config"]), int(payload["step"])
