@@ -12,15 +12,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from onnx_helpers import save_engine, tile_model
 
 from rope_inspect.cli import main
 from rope_inspect.engine import parity
 from rope_inspect.engine.sidecar import (
-    Sidecar,
     file_sha256,
     read_sidecar,
-    write_sidecar,
 )
 
 TILE = 32
@@ -57,37 +56,13 @@ def tiny_graph(tile: int = TILE, bias: float = 0.5) -> onnx.ModelProto:
         node("Slice", ["p", "s0", "s1", "ax"], ["anomaly_map"]),
         node("ReduceMax", ["anomaly_map", "axes"], ["score"], keepdims=0),
     ]
-    value = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        nodes,
-        "tiny",
-        [value("tiles", TensorProto.UINT8, ["n", tile, tile, 3])],
-        [
-            value("anomaly_map", TensorProto.FLOAT, ["n", 1, tile, tile]),
-            value("score", TensorProto.FLOAT, ["n"]),
-        ],
-        initializer=[numpy_helper.from_array(a, n) for n, a in arrays.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    return model
+    return tile_model(nodes, arrays, tile, "tiny")
 
 
 def write_tiny_engine(folder: Path, name: str = "tiny.onnx", tile: int = TILE) -> Path:
-    path = folder / name
-    onnx.save(tiny_graph(tile), str(path))
-    write_sidecar(
-        path,
-        Sidecar(
-            format="onnx",
-            engine_sha256=file_sha256(path),
-            model_sha256="1" * 64,
-            architecture={"test": "tiny"},
-            tile=tile,
-            opset=18,
-        ),
+    return save_engine(
+        tiny_graph(tile), folder / name, tile, "tiny", model_sha256="1" * 64, opset=18
     )
-    return path
 
 
 @pytest.fixture

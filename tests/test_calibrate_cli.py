@@ -17,12 +17,13 @@ import onnx
 import pytest
 import structlog
 import yaml
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from onnx_helpers import save_engine, tile_model
 
 from rope_inspect.cli import main
 from rope_inspect.decision.calibration import load_calibration
 from rope_inspect.engine import calibrate as calibrate_module
-from rope_inspect.engine.sidecar import Sidecar, file_sha256, write_sidecar
+from rope_inspect.engine.sidecar import file_sha256
 
 TILE = 32
 HEIGHT, WIDTH = 96, 256
@@ -54,20 +55,7 @@ def brightness_graph(tile: int = TILE) -> onnx.ModelProto:
         node("Transpose", ["m"], ["anomaly_map"], perm=[0, 3, 1, 2]),
         node("ReduceMax", ["anomaly_map", "axes"], ["score"], keepdims=0),
     ]
-    value = helper.make_tensor_value_info
-    graph = helper.make_graph(
-        nodes,
-        "brightness",
-        [value("tiles", TensorProto.UINT8, ["n", tile, tile, 3])],
-        [
-            value("anomaly_map", TensorProto.FLOAT, ["n", 1, tile, tile]),
-            value("score", TensorProto.FLOAT, ["n"]),
-        ],
-        initializer=[numpy_helper.from_array(a, n) for n, a in arrays.items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 9
-    return model
+    return tile_model(nodes, arrays, tile, "brightness")
 
 
 def rope_image(seed: int, defect: bool = False) -> np.ndarray:
@@ -96,18 +84,9 @@ def write_images(
 
 def write_engine(folder: Path, tile: int = TILE) -> Path:
     path = folder / "bright.onnx"
-    onnx.save(brightness_graph(tile), str(path))
-    write_sidecar(
-        path,
-        Sidecar(
-            format="onnx",
-            engine_sha256=file_sha256(path),
-            model_sha256="2" * 64,
-            architecture={"test": "brightness"},
-            tile=tile,
-        ),
+    return save_engine(
+        brightness_graph(tile), path, tile, "brightness", model_sha256="2" * 64
     )
-    return path
 
 
 def write_config(folder: Path, engine: Path, tile: int = TILE) -> Path:

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from onnx_helpers import save_engine
 
 from rope_inspect.config import EngineConfig
 from rope_inspect.engine.base import Engine
@@ -52,17 +53,7 @@ def _mean_graph(gain: float) -> onnx.ModelProto:
 
 
 def _write_engine(folder: Path, gain: float = 1.0, name: str = "m.onnx") -> Path:
-    path = folder / name
-    onnx.save(_mean_graph(gain), str(path))
-    sidecar = Sidecar(
-        format="onnx",
-        engine_sha256=file_sha256(path),
-        model_sha256="0" * 64,
-        architecture={"test": "mean"},
-        tile=TILE,
-    )
-    write_sidecar(path, sidecar)
-    return path
+    return save_engine(_mean_graph(gain), folder / name, TILE, "mean")
 
 
 def _tiles(count: int, seed: int = 0) -> np.ndarray:
