@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from rope_inspect.config import InspectConfig
@@ -27,6 +26,7 @@ from rope_inspect.decision.calibration import Calibration
 from rope_inspect.decision.defects import DefectFinder
 from rope_inspect.engine.base import Engine
 from rope_inspect.errors import DataError
+from rope_inspect.vision.image_io import read_rgb
 from rope_inspect.vision.rope_mask import grabcut_rope_mask, rope_envelope
 from rope_inspect.vision.tiling import cut_tiles, stitch, tile_grid
 
@@ -54,13 +54,6 @@ def list_images(folder: Path, skip_good: bool = False) -> list[Path]:
         and not (skip_good and "good" in p.relative_to(folder).parts[:-1])
     )
     return images
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise DataError(f"cannot read image {path}", "remove or replace the file")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def rope_width_px(mask: np.ndarray, axis: str) -> float | None:

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from rope_inspect.errors import EngineError
+from rope_inspect.vision.image_io import read_rgb
 from rope_inspect.vision.tile_shape import TileShape, tile_hw
 
 # (tiles uint8 N x h x w x 3) -> (maps float32 N x 1 x h x w, scores float32 N)
@@ -80,13 +81,6 @@ def default_data_root() -> Path | None:
         if (path / "validation" / "good").is_dir():
             return path
     return None
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise EngineError(f"cannot read parity image {path}", "check the data folder")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 def _rope_row(image: np.ndarray) -> int:

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from rope_inspect.errors import DataError
+from rope_inspect.vision.image_io import read_rgb as read_image
 from rope_inspect.vision.rope_mask import MaskCache, RopeAxis, rope_envelope
 from rope_inspect.vision.tile_shape import TileShape, describe, tile_hw
 
@@ -35,16 +36,6 @@ class TestSample:
     image_path: Path
     defect: str
     mask_path: Path | None
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An RGB uint8 image; DataError naming the file when it cannot be read."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise DataError(
-            f"cannot read image {path}", "check that the file is a valid PNG/JPEG image"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path, shape: tuple[int, int], image_path: Path) -> np.ndarray:
