@@ -17,6 +17,7 @@ from torch import nn
 
 from rope_inspect.engine.sidecar import file_sha256
 from rope_inspect.model.draem import DraemModel
+from rope_inspect.vision.tile_shape import oriented
 
 
 def state_dict_sha256(model: nn.Module) -> str:
@@ -101,8 +102,7 @@ def training_tile_shape(data: dict[str, Any]) -> tuple[int, int] | None:
         return None
     along = int(data["tile"])
     across = int(data.get("tile_across") or along)
-    vertical = data.get("rope_axis") == "vertical"
-    return (along, across) if vertical else (across, along)
+    return oriented(along, across, str(data.get("rope_axis") or "horizontal"))
 
 
 def training_rope_axis(train_config: dict[str, Any]) -> str | None:
